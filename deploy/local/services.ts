@@ -1,0 +1,9 @@
+// Which Moleculer services each deployable process runs; the gateway process also keeps admin tokens.
+import type { ServiceSchema } from "moleculer";
+
+export const PROCESSES: Record<string, () => Promise<ServiceSchema<any, any, any, any>[]>> = {
+  gateway: async () => [(await import("../../gateway/api.service")).default, (await import("../../gateway/admin-tokens.service")).default],
+  zones: async () => [(await import("../../services/zones/zones.service")).default],
+};
+
+export const processNames = (): string[] => Object.keys(PROCESSES);

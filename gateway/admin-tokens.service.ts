@@ -1,0 +1,215 @@
+// Admin tokens: the credentials of /v1. Lives in the gateway process and owns `admin_tokens`.
+import type { ServiceSchema } from "moleculer";
+import { Schema, type Model } from "mongoose";
+import { MongoMixin } from "../shared/mixins/mongo.mixin";
+import { badRequest, forbidden, notFound } from "../shared/errors";
+import { newId } from "../shared/ids";
+import { strictBody, anyQuery } from "../shared/validation";
+import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../shared/pagination";
+import { created, noContent, type ApiContext, type RouteParams } from "../shared/meta";
+import type { Actor } from "../shared/actor";
+import { config } from "../shared/config";
+import { CONSOLE_LABELS, deriveConsoleToken, hashToken, lookupDigest, newAdminToken, verifyTokenHash } from "./tokens";
+
+interface TokenDoc {
+  _id: string;
+  name: string;
+  scope: "global" | "zone";
+  capability: "read" | "write";
+  zone_id: string | null;
+  created_by: string;
+  created_at: Date;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+  digest: string;
+  hash: string;
+}
+
+const tokenSchema = new Schema(
+  {
+    _id: String,
+    name: String,
+    scope: String,
+    capability: String,
+    zone_id: { type: String, default: null },
+    created_by: String,
+    created_at: Date,
+    last_used_at: { type: Date, default: null },
+    revoked_at: { type: Date, default: null },
+    digest: String,
+    hash: String,
+  },
+  { versionKey: false, _id: false },
+);
+tokenSchema.index({ digest: 1 }, { unique: true });
+tokenSchema.index({ created_at: -1, _id: -1 });
+
+const toPublicToken = (t: TokenDoc) => ({
+  id: t._id,
+  name: t.name,
+  scope: t.scope,
+  capability: t.capability,
+  zone_id: t.zone_id,
+  created_by: t.created_by,
+  created_at: t.created_at.toISOString(),
+  last_used_at: t.last_used_at ? t.last_used_at.toISOString() : null,
+  revoked_at: t.revoked_at ? t.revoked_at.toISOString() : null,
+});
+
+const toActor = (t: TokenDoc): Actor => ({
+  id: t._id,
+  name: t.name,
+  scope: t.scope,
+  capability: t.capability,
+  zone_id: t.zone_id,
+  created_by: t.created_by,
+  bootstrap: t.created_by === "env-bootstrap",
+});
+
+/** Verified tokens are remembered briefly so the Argon2id cost is paid once per window, not per request. */
+const CACHE_TTL_MS = 5_000;
+const CACHE_MAX = 512;
+const LAST_USED_DEBOUNCE_MS = 60_000;
+
+interface Methods {
+  tokens(): Model<TokenDoc>;
+  assertManager(actor: Actor | undefined): void;
+  seed(name: string, token: string, capability: "read" | "write", createdBy: string): Promise<void>;
+}
+
+const AdminTokensService: ServiceSchema<{}, Methods> = {
+  name: "adminTokens",
+  mixins: [MongoMixin({ AdminToken: { schema: tokenSchema, collection: "admin_tokens" } })],
+
+  actions: {
+    list: {
+      params: { query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams>) {
+        this.assertManager(ctx.meta.actor);
+        const q = parseListQuery(ctx.params.query);
+        const rows = await this.tokens().find(keysetFilter(q.after), { hash: 0, digest: 0 }).sort(keysetSort()).limit(q.limit + 1).lean<TokenDoc[]>();
+        return pageOf(rows, q, toPublicToken);
+      },
+    },
+
+    create: {
+      params: {
+        body: strictBody({
+          name: { type: "string", min: 1, max: 120 },
+          scope: { type: "enum", values: ["global", "zone"] },
+          zone_id: { type: "string", min: 1, max: 128, optional: true },
+          capability: { type: "enum", values: ["read", "write"], optional: true },
+        }),
+      },
+      async handler(ctx: ApiContext<RouteParams<{}, { name: string; scope: "global" | "zone"; zone_id?: string; capability?: "read" | "write" }>>) {
+        const actor = ctx.meta.actor;
+        this.assertManager(actor);
+        const body = ctx.params.body;
+        if (body.scope === "zone" && !body.zone_id) throw badRequest("zone_id_required", "zone_id is required for a zone-scoped token");
+        if (body.scope === "global" && body.zone_id) throw badRequest("zone_id_not_allowed_for_global", "a global token has no zone_id");
+        if (body.zone_id) {
+          const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: body.zone_id });
+          if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+        }
+        const token = newAdminToken();
+        const doc: TokenDoc = {
+          _id: newId(),
+          name: body.name,
+          scope: body.scope,
+          capability: body.capability ?? "write",
+          zone_id: body.zone_id ?? null,
+          created_by: `admin:${actor!.id}`,
+          created_at: new Date(),
+          last_used_at: null,
+          revoked_at: null,
+          digest: lookupDigest(token),
+          hash: await hashToken(token),
+        };
+        await this.tokens().create(doc);
+        const { last_used_at: _l, revoked_at: _r, ...shown } = toPublicToken(doc);
+        return created(ctx, `/v1/admin-tokens/${doc._id}`, { ...shown, token });
+      },
+    },
+
+    revoke: {
+      params: { params: { type: "object", props: { id: { type: "string", min: 1, max: 128 } } } },
+      async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
+        this.assertManager(ctx.meta.actor);
+        const res = await this.tokens().updateOne({ _id: ctx.params.params.id, revoked_at: null }, { $set: { revoked_at: new Date() } });
+        if (res.matchedCount !== 1) throw notFound("admin_token_not_found", "admin token not found");
+        // Every gateway drops its cached verification at once instead of waiting out the window.
+        ctx.broadcast("adminTokens.revoked", { id: ctx.params.params.id });
+        return noContent(ctx);
+      },
+    },
+
+    /** Internal: the actor behind a bearer token, or null. */
+    verify: {
+      visibility: "public",
+      params: { token: { type: "string", min: 1, max: 4096 } },
+      async handler(ctx: ApiContext<{ token: string }>): Promise<Actor | null> {
+        const { token } = ctx.params;
+        const digest = lookupDigest(token);
+        const hit = this.cache.get(digest);
+        if (hit && hit.expires > Date.now()) return hit.actor;
+        const row = await this.tokens().findOne({ digest, revoked_at: null }).lean<TokenDoc>();
+        if (!row || !row.hash || !(await verifyTokenHash(row.hash, token))) return null;
+        const actor = toActor(row);
+        if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
+        this.cache.set(digest, { actor, expires: Date.now() + CACHE_TTL_MS });
+        const lastWrite = this.lastUsedWrites.get(row._id) ?? 0;
+        if (Date.now() - lastWrite > LAST_USED_DEBOUNCE_MS) {
+          this.lastUsedWrites.set(row._id, Date.now());
+          void this.tokens().updateOne({ _id: row._id }, { $set: { last_used_at: new Date() } }).catch(() => undefined);
+        }
+        return actor;
+      },
+    },
+  },
+
+  events: {
+    "adminTokens.revoked"(this: any) {
+      this.cache.clear();
+    },
+  },
+
+  methods: {
+    tokens(this: any) {
+      return this.models.AdminToken as Model<TokenDoc>;
+    },
+
+    assertManager(actor: Actor | undefined) {
+      if (!actor || actor.scope !== "global") throw forbidden("admin_token_management_requires_global", "admin tokens are managed with a global token");
+      if (actor.created_by.startsWith("env-derived")) throw forbidden("admin_token_management_forbidden_for_derived_token", "Console tokens cannot manage admin tokens");
+    },
+
+    /** Inserts a configured token once; a revoked row with the same value is not revived. */
+    async seed(name: string, token: string, capability: "read" | "write", createdBy: string) {
+      const digest = lookupDigest(token);
+      const existing = await this.tokens().findOne({ digest }).lean<TokenDoc>();
+      if (!existing) {
+        try {
+          await this.tokens().create({ _id: newId(), name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: new Date(), last_used_at: null, revoked_at: null, digest, hash: await hashToken(token) });
+        } catch (err) {
+          if ((err as { code?: number }).code !== 11000) throw err; // another gateway seeded it first
+        }
+      }
+      // A changed env value retires the rows seeded from the previous one.
+      await this.tokens().updateMany({ created_by: createdBy, digest: { $ne: digest }, revoked_at: null }, { $set: { revoked_at: new Date() } });
+    },
+  },
+
+  created(this: any) {
+    this.cache = new Map();
+    this.lastUsedWrites = new Map();
+  },
+
+  async started(this: any) {
+    const bootstrap = config().adminToken;
+    await this.seed("bootstrap", bootstrap, "write", "env-bootstrap");
+    await this.seed("console-read-only", deriveConsoleToken(bootstrap, CONSOLE_LABELS.read), "read", "env-derived");
+    await this.seed("console-write", deriveConsoleToken(bootstrap, CONSOLE_LABELS.write), "write", "env-derived-write");
+  },
+};
+
+export default AdminTokensService;

@@ -1,0 +1,46 @@
+// The zones collection: one document per zone, archived in place, with its pending events inside.
+import { Schema } from "mongoose";
+import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+
+export interface ZoneDoc {
+  _id: string;
+  name: string;
+  slug: string;
+  dcr_enabled: boolean;
+  operator_coauthor_badge: boolean;
+  reserved: boolean;
+  created_at: Date;
+  updated_at: Date;
+  archived_at: Date | null;
+}
+
+export const zoneSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    name: { type: String, required: true },
+    slug: { type: String, required: true },
+    dcr_enabled: { type: Boolean, default: false },
+    operator_coauthor_badge: { type: Boolean, default: true },
+    reserved: { type: Boolean, default: false },
+    created_at: { type: Date, required: true },
+    updated_at: { type: Date, required: true },
+    archived_at: { type: Date, default: null },
+    ...outboxFields,
+  },
+  { versionKey: false, _id: false },
+);
+
+// Slugs stay taken after archival, so the unique index covers every zone.
+zoneSchema.index({ slug: 1 }, { unique: true });
+zoneSchema.index({ archived_at: 1, reserved: 1, created_at: -1, _id: -1 });
+addOutboxIndexes(zoneSchema);
+
+export const toPublicZone = (z: ZoneDoc) => ({
+  id: z._id,
+  name: z.name,
+  slug: z.slug,
+  dcr_enabled: z.dcr_enabled,
+  operator_coauthor_badge: z.operator_coauthor_badge,
+  created_at: new Date(z.created_at).toISOString(),
+  updated_at: new Date(z.updated_at).toISOString(),
+});

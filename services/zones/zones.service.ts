@@ -1,0 +1,210 @@
+// Zones: the tenancy root. Owns the `zones` collection; announces changes on caracal.zone.events.
+import type { ServiceSchema } from "moleculer";
+import type { Model } from "mongoose";
+import { MongoMixin } from "../../shared/mixins/mongo.mixin";
+import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
+import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
+import { AppError, badRequest, conflict, notFound } from "../../shared/errors";
+import { newId } from "../../shared/ids";
+import { pathParams, strictBody, anyQuery } from "../../shared/validation";
+import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { assertNotReserved, isReserved, RESERVED_PREFIXES } from "../../shared/reserved";
+import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
+import { zoneSchema, toPublicZone, type ZoneDoc } from "./models/zone.model";
+import { SLUG_PATTERN, slugBase, nextFreeSlug, escapeRegex } from "./slug";
+
+interface ZoneBody {
+  name?: string;
+  slug?: string;
+  dcr_enabled?: boolean;
+  dcr_shutdown?: "keep_live" | "revoke_live";
+  operator_coauthor_badge?: boolean;
+}
+
+interface Methods extends OutboxMethods {
+  zones(): Model<ZoneDoc>;
+  activeZone(id: string): Promise<ZoneDoc>;
+  allocateSlug(base: string): Promise<string>;
+  liveDcrCount(ctx: ApiContext, zoneId: string): Promise<number>;
+}
+
+const zoneName = { type: "string", trim: true, min: 1, max: 120 } as const;
+const zoneSlug = { type: "string", pattern: SLUG_PATTERN, messages: { stringPattern: "slug must match ^[a-z0-9-]+$" } } as const;
+const idParams = pathParams("id");
+
+const ZonesService: ServiceSchema<{}, Methods> = {
+  name: "zones",
+  mixins: [MongoMixin({ Zone: { schema: zoneSchema, collection: "zones" } }), OutboxMixin(["Zone"])],
+
+  actions: {
+    list: {
+      params: { query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams>) {
+        const q = parseListQuery(ctx.params.query);
+        const rows = await this.zones()
+          .find({ archived_at: null, reserved: false, ...keysetFilter(q.after) }, { _outbox: 0 })
+          .sort(keysetSort())
+          .limit(q.limit + 1)
+          .lean<ZoneDoc[]>();
+        return pageOf(rows, q, toPublicZone);
+      },
+    },
+
+    get: {
+      params: { params: idParams },
+      async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
+        return toPublicZone(await this.activeZone(ctx.params.params.id));
+      },
+    },
+
+    dcrStatus: {
+      params: { params: idParams },
+      async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
+        const zone = await this.activeZone(ctx.params.params.id);
+        return { id: zone._id, dcr_enabled: zone.dcr_enabled, live_dcr_applications: await this.liveDcrCount(ctx, zone._id) };
+      },
+    },
+
+    create: {
+      params: {
+        body: strictBody({ name: zoneName, slug: { ...zoneSlug, optional: true }, dcr_enabled: { type: "boolean", optional: true } }),
+      },
+      async handler(ctx: ApiContext<RouteParams<{}, ZoneBody>>) {
+        const body = ctx.params.body;
+        const name = body.name!;
+        assertNotReserved(ctx.meta.actor, name, RESERVED_PREFIXES.zoneName);
+        assertNotReserved(ctx.meta.actor, body.slug, RESERVED_PREFIXES.zoneSlug);
+        const id = newId();
+        const now = new Date();
+        const reserved = isReserved(name, RESERVED_PREFIXES.zoneName) || isReserved(body.slug, RESERVED_PREFIXES.zoneSlug);
+        // A generated slug that loses a race to a concurrent create is re-allocated; an explicit one is a conflict.
+        for (let attempt = 0; ; attempt++) {
+          const slug = body.slug ?? (await this.allocateSlug(slugBase(name)));
+          const doc = { _id: id, name, slug, dcr_enabled: body.dcr_enabled ?? false, operator_coauthor_badge: true, reserved, created_at: now, updated_at: now, archived_at: null };
+          try {
+            await this.zones().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, id, "zone", id, "created")]) });
+            this.outboxKick();
+            return created(ctx, `/v1/zones/${id}`, toPublicZone(doc));
+          } catch (err) {
+            if (!isDuplicateKey(err)) throw err;
+            if (body.slug !== undefined || attempt >= 4) throw conflict("zone_slug_conflict", "slug is already used by another zone");
+          }
+        }
+      },
+    },
+
+    update: {
+      params: {
+        params: idParams,
+        body: strictBody({
+          name: { ...zoneName, optional: true },
+          slug: { ...zoneSlug, optional: true },
+          dcr_enabled: { type: "boolean", optional: true },
+          dcr_shutdown: { type: "enum", values: ["keep_live", "revoke_live"], optional: true },
+          operator_coauthor_badge: { type: "boolean", optional: true },
+        }),
+      },
+      async handler(ctx: ApiContext<RouteParams<{ id: string }, ZoneBody>>) {
+        const { id } = ctx.params.params;
+        const body = ctx.params.body;
+        assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.zoneName);
+        assertNotReserved(ctx.meta.actor, body.slug, RESERVED_PREFIXES.zoneSlug);
+        if (body.dcr_shutdown !== undefined && body.dcr_enabled !== false) {
+          throw badRequest("dcr_shutdown_not_applicable", "dcr_shutdown is only allowed together with dcr_enabled:false");
+        }
+        const set: Record<string, unknown> = {};
+        for (const key of ["name", "slug", "dcr_enabled", "operator_coauthor_badge"] as const) if (body[key] !== undefined) set[key] = body[key];
+        if (!Object.keys(set).length) throw badRequest("no_fields", "nothing to update");
+
+        const zone = await this.activeZone(id);
+        const extra: Record<string, string> = {};
+        if (body.dcr_enabled === false && (zone.dcr_enabled || body.dcr_shutdown)) {
+          const live = await this.liveDcrCount(ctx, id);
+          if (live > 0 && !body.dcr_shutdown) {
+            throw new AppError(409, "dcr_shutdown_required", "live DCR applications exist: choose dcr_shutdown keep_live or revoke_live", { live_dcr_applications: live });
+          }
+          extra.dcr_shutdown = body.dcr_shutdown === "revoke_live" ? "revoke_live" : live > 0 ? "keep_live" : "no_live";
+          extra.live_dcr_applications = String(live);
+        }
+        set.updated_at = new Date();
+        const events = [this.zoneEvent(ctx, id, "zone", id, "updated", { changed_fields: Object.keys(set).filter((k) => k !== "updated_at").sort().join(","), ...extra })];
+        let updated: ZoneDoc | null;
+        try {
+          updated = await this.zones()
+            .findOneAndUpdate({ _id: id, archived_at: null }, pushEvents({ $set: set }, events), { returnDocument: "after", projection: { _outbox: 0 } })
+            .lean<ZoneDoc>();
+        } catch (err) {
+          if (isDuplicateKey(err)) throw conflict("zone_slug_conflict", "slug is already used by another zone");
+          throw err;
+        }
+        if (!updated) throw notFound("zone_not_found", "zone not found");
+        this.outboxKick();
+        if (extra.dcr_shutdown === "revoke_live") {
+          // The event above guarantees the revocation; this call makes it visible before we answer.
+          await ctx.call("applications.revokeLiveDcr", { zone_id: id }).catch((err: Error) => {
+            if (err.name !== "ServiceNotFoundError") throw err;
+          });
+        }
+        return toPublicZone(updated);
+      },
+    },
+
+    remove: {
+      params: { params: idParams },
+      async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
+        const { id } = ctx.params.params;
+        const now = new Date();
+        const res = await this.zones().updateOne(
+          { _id: id, archived_at: null },
+          pushEvents({ $set: { archived_at: now, updated_at: now } }, [this.zoneEvent(ctx, id, "zone", id, "deleted")]),
+        );
+        if (res.matchedCount !== 1) throw notFound("zone_not_found", "zone not found");
+        this.outboxKick();
+        ctx.broadcast("zones.zone.archived", { zone_id: id });
+        return noContent(ctx);
+      },
+    },
+
+    /** Internal: a zone's state for other services and the gateway's system-zone gate. */
+    resolve: {
+      visibility: "public",
+      params: { id: "string" },
+      cache: false,
+      async handler(ctx: ApiContext<{ id: string }>) {
+        const z = await this.zones().findById(ctx.params.id, { _outbox: 0 }).lean<ZoneDoc>();
+        if (!z) return null;
+        return { ...toPublicZone(z), reserved: z.reserved, archived: z.archived_at !== null };
+      },
+    },
+  },
+
+  methods: {
+    zones(this: any) {
+      return this.models.Zone as Model<ZoneDoc>;
+    },
+
+    async activeZone(id: string) {
+      const zone = await this.zones().findOne({ _id: id, archived_at: null }, { _outbox: 0 }).lean<ZoneDoc>();
+      if (!zone) throw notFound("zone_not_found", "zone not found");
+      return zone;
+    },
+
+    async allocateSlug(base: string) {
+      const taken = await this.zones().find({ slug: { $regex: `^${escapeRegex(base)}(-[0-9]+)?$` } }, { slug: 1 }).lean<{ slug: string }[]>();
+      return nextFreeSlug(base, taken.map((t) => t.slug));
+    },
+
+    /** Live DCR applications are the applications service's to count; before it exists there are none. */
+    async liveDcrCount(ctx: ApiContext, zoneId: string) {
+      try {
+        const res = await ctx.call<{ count: number }, { zone_id: string }>("applications.liveDcrCount", { zone_id: zoneId });
+        return res.count;
+      } catch (err) {
+        if ((err as Error).name === "ServiceNotFoundError") return 0;
+        throw err;
+      }
+    },
+  },
+};
+
+export default ZonesService;

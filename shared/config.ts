@@ -1,0 +1,134 @@
+// Configuration read once from the environment, validated and typed; nothing else reads process.env.
+import { randomBytes } from "node:crypto";
+
+export type Mode = "dev" | "rc" | "stable";
+
+export interface Config {
+  mode: Mode;
+  release: boolean;
+  port: number;
+  host: string;
+  mongoUrl: string;
+  redisUrl: string;
+  natsUrl: string;
+  namespace: string;
+  logLevel: string;
+  adminToken: string;
+  adminTokenGenerated: boolean;
+  streamsHmacKeys: { kid: string; key: Buffer }[];
+  auditHmacKey: Buffer;
+  zoneKek: Buffer;
+  metricsBearer: string | null;
+  bodyLimitBytes: number;
+  rateLimitPerMin: number;
+  actorRateLimitPerMin: number;
+  authFailLimitPerMin: number;
+  readyRateLimitPerMin: number;
+  outbox: { pollMs: number; batch: number; leaseSec: number; maxAttempts: number; streamMaxLen: number; keepDispatched: number };
+  opaBin: string;
+  opaUrl: string | null;
+  docsEnabled: boolean;
+  controlAudience: string;
+  maxResourcesPerZone: number;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return def;
+  const n = Number(raw.trim());
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return n;
+}
+
+/** A hex key of at least 32 bytes; in dev a missing one is generated (and reported by the caller). */
+function hexKey(env: NodeJS.ProcessEnv, name: string, release: boolean, generated: string[]): Buffer {
+  const raw = env[name]?.trim();
+  if (!raw) {
+    if (release) throw new Error(`${name} is required when CARACAL_MODE is rc or stable (hex, at least 64 characters)`);
+    generated.push(name);
+    return randomBytes(32);
+  }
+  if (!/^([0-9a-fA-F]{2}){32,}$/.test(raw)) throw new Error(`${name} must be even-length hex of at least 32 bytes`);
+  return Buffer.from(raw, "hex");
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { generatedKeys: string[] } {
+  const modeRaw = (env.CARACAL_MODE ?? "stable").trim() || "stable";
+  if (!["dev", "rc", "stable"].includes(modeRaw)) throw new Error(`CARACAL_MODE must be dev, rc or stable, got "${modeRaw}"`);
+  const mode = modeRaw as Mode;
+  const release = mode !== "dev";
+  const generated: string[] = [];
+
+  let adminToken = env.ADMIN_TOKEN?.trim() ?? "";
+  let adminTokenGenerated = false;
+  if (!adminToken) {
+    if (release) throw new Error("ADMIN_TOKEN is required when CARACAL_MODE is rc or stable");
+    // Dev: derive a stable token from a seed kept in env by the launcher, else random per process tree.
+    adminToken = "cat_" + randomBytes(32).toString("base64url");
+    adminTokenGenerated = true;
+  }
+
+  // STREAMS_HMAC_KEY signs; STREAMS_HMAC_KEYS_OLD ("kid:hex,kid:hex") still verifies during rotation.
+  const signKey = hexKey(env, "STREAMS_HMAC_KEY", release, generated);
+  const streamsHmacKeys = [{ kid: (env.STREAMS_HMAC_KID ?? "k1").trim() || "k1", key: signKey }];
+  for (const part of (env.STREAMS_HMAC_KEYS_OLD ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [kid, hex] = part.split(":");
+    if (!kid || !hex || !/^([0-9a-fA-F]{2}){32,}$/.test(hex)) throw new Error("STREAMS_HMAC_KEYS_OLD must be kid:hex pairs, comma separated");
+    streamsHmacKeys.push({ kid, key: Buffer.from(hex, "hex") });
+  }
+
+  const zoneKek = hexKey(env, "ZONE_KEK", release, generated);
+  if (zoneKek.length !== 32 || zoneKek.every((b) => b === 0)) throw new Error("ZONE_KEK must be 32 bytes of hex, not all zeros");
+
+  const metricsBearer = env.METRICS_BEARER?.trim() || null;
+
+  return {
+    mode,
+    release,
+    port: int(env, "PORT", 3000),
+    host: env.HOST?.trim() || "127.0.0.1",
+    mongoUrl: env.MONGO_URL?.trim() || "mongodb://127.0.0.1:27017/caracal",
+    redisUrl: env.REDIS_URL?.trim() || "redis://127.0.0.1:6379",
+    natsUrl: env.NATS_URL?.trim() || "nats://127.0.0.1:4222",
+    namespace: env.NAMESPACE?.trim() || "caracal",
+    logLevel: env.LOG_LEVEL?.trim() || "info",
+    adminToken,
+    adminTokenGenerated,
+    streamsHmacKeys,
+    auditHmacKey: hexKey(env, "AUDIT_HMAC_KEY", release, generated),
+    zoneKek,
+    metricsBearer,
+    bodyLimitBytes: int(env, "API_BODY_LIMIT_BYTES", 1024 * 1024, 1),
+    rateLimitPerMin: int(env, "API_V1_RATE_LIMIT_PER_MIN", 600),
+    actorRateLimitPerMin: int(env, "API_V1_ACTOR_RATE_LIMIT_PER_MIN", 1200),
+    authFailLimitPerMin: int(env, "ADMIN_AUTH_FAIL_LIMIT_PER_MIN", 60),
+    readyRateLimitPerMin: int(env, "READY_RATE_LIMIT_PER_MIN", 120),
+    outbox: {
+      pollMs: int(env, "OUTBOX_POLL_MS", 250, 10),
+      batch: int(env, "OUTBOX_BATCH_SIZE", 32, 1),
+      leaseSec: int(env, "OUTBOX_LOCK_SEC", 30, 1),
+      maxAttempts: int(env, "OUTBOX_MAX_ATTEMPTS", 100, 1),
+      streamMaxLen: int(env, "OUTBOX_STREAM_MAXLEN", 100000),
+      keepDispatched: int(env, "OUTBOX_KEEP_DISPATCHED", 20),
+    },
+    opaBin: env.OPA_BIN?.trim() || `${env.HOME ?? "/root"}/.cache/caracal-bin/opa`,
+    opaUrl: env.OPA_URL?.trim() || null,
+    docsEnabled: !release && (env.API_ENABLE_DOCS ?? "true").trim() !== "false",
+    controlAudience: env.CONTROL_AUDIENCE?.trim() || "caracal-control",
+    maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
+    generatedKeys: generated,
+  };
+}
+
+let cached: (Config & { generatedKeys: string[] }) | null = null;
+
+/** The process-wide configuration. Launchers pass generated dev secrets down through the environment. */
+export function config(): Config & { generatedKeys: string[] } {
+  if (!cached) cached = loadConfig();
+  return cached;
+}
+
+/** Tests build brokers with their own settings; this drops the memoised value. */
+export function resetConfig(): void {
+  cached = null;
+}

@@ -1,0 +1,45 @@
+// Gives a service its own mongoose connection and the models of its own collections only.
+import mongoose, { Connection, Model, Schema } from "mongoose";
+import type { ServiceSchema } from "moleculer";
+import { config } from "../config";
+
+export interface MongoVars {
+  db: Connection;
+  models: Record<string, Model<any>>;
+}
+
+/** `models` maps a model name to its schema and collection; indexes are declared on the schemas. */
+export function MongoMixin(models: Record<string, { schema: Schema; collection: string }>): Partial<ServiceSchema> {
+  return {
+    created(this: any) {
+      const url = this.settings?.mongoUrl ?? config().mongoUrl;
+      this.db = mongoose.createConnection(url, { maxPoolSize: 20, serverSelectionTimeoutMS: 5000, autoIndex: false });
+      // Without a listener a dropped connection emits an unhandled 'error'; reconnects are automatic.
+      this.db.on("error", (err: Error) => this.logger.warn({ err: err.message }, "mongo connection error"));
+      this.models = {};
+      for (const [name, { schema, collection }] of Object.entries(models)) {
+        this.models[name] = this.db.model(name, schema, collection);
+      }
+    },
+    async started(this: any) {
+      await this.db.asPromise();
+      for (const model of Object.values(this.models) as Model<any>[]) await model.createIndexes();
+    },
+    async stopped(this: any) {
+      await this.db.close();
+    },
+    actions: {
+      /** Readiness probe of this service's store, used by the gateway's /ready. */
+      pingStore: {
+        visibility: "public",
+        async handler(this: any) {
+          await this.db.db.admin().ping();
+          return { ok: true };
+        },
+      },
+    },
+  };
+}
+
+/** Common stored-document options: string `_id` (UUIDv7), no mongoose version key. */
+export const storedOptions = { versionKey: false, _id: false, strict: true } as const;
