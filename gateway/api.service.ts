@@ -171,7 +171,7 @@ const ApiService: ServiceSchema<any> = {
       const cfg = config();
       const redis: Redis = this.redis;
       const ip = req.socket.remoteAddress ?? "unknown";
-      await enforceLimit(redis, "api:v1_rl:ip", ip, cfg.rateLimitPerMin);
+      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:ip`, ip, cfg.rateLimitPerMin);
 
       const method = req.method ?? "GET";
       const path = pathOf(req);
@@ -181,7 +181,7 @@ const ApiService: ServiceSchema<any> = {
       const token = bearerToken(req.headers.authorization);
       const actor: Actor | null = token ? await this.broker.call("adminTokens.verify", { token }, { requestID: req.$requestId }) : null;
       if (!actor) {
-        const { count, retryAfterSec } = await countInWindow(redis, "api:auth_fail:ip", ip);
+        const { count, retryAfterSec } = await countInWindow(redis, `${cfg.namespace}:api:auth_fail:ip`, ip);
         if (cfg.authFailLimitPerMin > 0 && count > cfg.authFailLimitPerMin) throw rateLimited(retryAfterSec);
         throw new AppError(401, "invalid_admin_token", "A valid admin bearer token is required");
       }
@@ -190,7 +190,7 @@ const ApiService: ServiceSchema<any> = {
       if (zoneId && method !== "GET" && method !== "HEAD" && !actor.bootstrap) {
         checkSystemZoneGate(actor, method, path, await this.zoneIsReserved(zoneId));
       }
-      await enforceLimit(redis, "api:v1_rl:actor", actor.id, cfg.actorRateLimitPerMin);
+      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:actor`, actor.id, cfg.actorRateLimitPerMin);
       req.$actor = actor;
     },
 
@@ -226,7 +226,7 @@ const ApiService: ServiceSchema<any> = {
         return fail("redis_unreachable", "redis");
       }
       if (cfg.readyRateLimitPerMin > 0) {
-        const { count, retryAfterSec } = await countInWindow(this.redis, "api:ready_rl", ip);
+        const { count, retryAfterSec } = await countInWindow(this.redis, `${cfg.namespace}:api:ready_rl`, ip);
         if (count > cfg.readyRateLimitPerMin) return sendJson(res, 429, { error: "rate_limited", error_description: "Too many readiness probes", request_id: req.$requestId }, { "Retry-After": String(retryAfterSec) });
       }
       try {

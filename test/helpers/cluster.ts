@@ -1,0 +1,104 @@
+// Starts the gateway and services in this jest process, each as its own broker over the real NATS,
+// against the real FerretDB and Redis, in a namespace and database of its own.
+import { ServiceBroker } from "moleculer";
+import { randomBytes } from "node:crypto";
+import request from "supertest";
+import type { AddressInfo } from "node:net";
+
+export interface Cluster {
+  url: string;
+  adminToken: string;
+  namespace: string;
+  mongoUrl: string;
+  brokers: Record<string, ServiceBroker>;
+  http: () => ReturnType<typeof request>;
+  /** Bearer header of the bootstrap token. */
+  auth: (token?: string) => { Authorization: string };
+  stop: () => Promise<void>;
+}
+
+export interface ClusterOptions {
+  /** Process names from deploy/local/services.ts; the gateway is always included. */
+  processes?: string[];
+  env?: Record<string, string>;
+}
+
+export const TEST_STREAMS_KEY = "0123456789abcdef".repeat(4);
+
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const suffix = randomBytes(4).toString("hex");
+  const namespace = `t${suffix}`;
+  const mongo = new URL(process.env.TEST_MONGO_URL ?? process.env.MONGO_URL ?? "mongodb://127.0.0.1:27017/caracal");
+  mongo.pathname = `/test_${suffix}`;
+  const mongoUrl = mongo.toString();
+  const adminToken = "cat_" + randomBytes(32).toString("base64url");
+  Object.assign(process.env, {
+    CARACAL_MODE: "dev",
+    NAMESPACE: namespace,
+    MONGO_URL: mongoUrl,
+    PORT: "0",
+    ADMIN_TOKEN: adminToken,
+    STREAMS_HMAC_KEY: TEST_STREAMS_KEY,
+    AUDIT_HMAC_KEY: TEST_STREAMS_KEY,
+    ZONE_KEK: "11".repeat(32),
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
+    API_V1_RATE_LIMIT_PER_MIN: "100000",
+    API_V1_ACTOR_RATE_LIMIT_PER_MIN: "100000",
+    ADMIN_AUTH_FAIL_LIMIT_PER_MIN: "100000",
+    READY_RATE_LIMIT_PER_MIN: "0",
+    OUTBOX_POLL_MS: "50",
+    ...opts.env,
+  });
+  const { resetConfig } = await import("../../shared/config");
+  resetConfig();
+  const { brokerOptions, EmbeddedPrometheusReporter } = await import("../../shared/broker");
+  const { PROCESSES } = await import("../../deploy/local/services");
+
+  const names = ["gateway", ...(opts.processes ?? ["zones"]).filter((n) => n !== "gateway")];
+  const brokers: Record<string, ServiceBroker> = {};
+  for (const name of names) {
+    const broker = new ServiceBroker(
+      brokerOptions({
+        nodeID: `${name}-${suffix}`,
+        metrics: name === "gateway" ? ({ enabled: true, reporter: [new (EmbeddedPrometheusReporter as any)({})] } as any) : { enabled: false },
+      }),
+    );
+    for (const schema of await PROCESSES[name]!()) broker.createService(schema);
+    brokers[name] = broker;
+  }
+  await Promise.all(Object.values(brokers).map((b) => b.start()));
+  const gateway = brokers.gateway!;
+  await gateway.waitForServices(names.filter((n) => n !== "gateway"), 20_000);
+  const server = (gateway.getLocalService("api") as any).server;
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    adminToken,
+    namespace,
+    mongoUrl,
+    brokers,
+    http: () => request(url),
+    auth: (token = adminToken) => ({ Authorization: `Bearer ${token}` }),
+    stop: async () => {
+      await Promise.all(Object.values(brokers).map((b) => b.stop()));
+      const mongoose = (await import("mongoose")).default;
+      const conn = await mongoose.createConnection(mongoUrl).asPromise();
+      await conn.dropDatabase().catch(() => undefined);
+      await conn.close();
+      const { closeRedisClients } = await import("../../shared/redis");
+      await closeRedisClients();
+    },
+  };
+}
+
+/** Polls until `check` returns a value (not undefined) or the time runs out. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 5000, everyMs = 50): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
