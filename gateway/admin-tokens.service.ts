@@ -1,7 +1,7 @@
 // Admin tokens: the credentials of /v1. Lives in the gateway process and owns `admin_tokens`.
 import type { ServiceSchema } from "moleculer";
 import { Schema, type Model } from "mongoose";
-import { MongoMixin } from "../shared/mixins/mongo.mixin";
+import { MongoMixin, type MongoMethods } from "../shared/mixins/mongo.mixin";
 import { badRequest, forbidden, notFound } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { strictBody, anyQuery } from "../shared/validation";
@@ -71,7 +71,7 @@ const CACHE_TTL_MS = 5_000;
 const CACHE_MAX = 512;
 const LAST_USED_DEBOUNCE_MS = 60_000;
 
-interface Methods {
+interface Methods extends MongoMethods {
   tokens(): Model<TokenDoc>;
   assertManager(actor: Actor | undefined): void;
   seed(name: string, token: string, capability: "read" | "write", createdBy: string): Promise<void>;
@@ -135,7 +135,8 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       params: { params: { type: "object", props: { id: { type: "string", min: 1, max: 128 } } } },
       async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
         this.assertManager(ctx.meta.actor);
-        const res = await this.tokens().updateOne({ _id: ctx.params.params.id, revoked_at: null }, { $set: { revoked_at: new Date() } });
+        const id = ctx.params.params.id;
+        const res = await this.locked(this.tokens(), id, () => this.tokens().updateOne({ _id: id, revoked_at: null }, { $set: { revoked_at: new Date() } }));
         if (res.matchedCount !== 1) throw notFound("admin_token_not_found", "admin token not found");
         // Every gateway drops its cached verification at once instead of waiting out the window.
         ctx.broadcast("adminTokens.revoked", { id: ctx.params.params.id });
@@ -160,7 +161,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
         const lastWrite = this.lastUsedWrites.get(row._id) ?? 0;
         if (Date.now() - lastWrite > LAST_USED_DEBOUNCE_MS) {
           this.lastUsedWrites.set(row._id, Date.now());
-          void this.tokens().updateOne({ _id: row._id }, { $set: { last_used_at: new Date() } }).catch(() => undefined);
+          void this.locked(this.tokens(), row._id, () => this.tokens().updateOne({ _id: row._id }, { $set: { last_used_at: new Date() } })).catch(() => undefined);
         }
         return actor;
       },

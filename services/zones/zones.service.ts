@@ -1,7 +1,7 @@
 // Zones: the tenancy root. Owns the `zones` collection; announces changes on caracal.zone.events.
 import type { ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
-import { MongoMixin } from "../../shared/mixins/mongo.mixin";
+import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
 import { AppError, badRequest, conflict, notFound } from "../../shared/errors";
@@ -21,7 +21,7 @@ interface ZoneBody {
   operator_coauthor_badge?: boolean;
 }
 
-interface Methods extends OutboxMethods {
+interface Methods extends OutboxMethods, MongoMethods {
   zones(): Model<ZoneDoc>;
   activeZone(id: string): Promise<ZoneDoc>;
   allocateSlug(base: string): Promise<string>;
@@ -130,9 +130,9 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         const events = [this.zoneEvent(ctx, id, "zone", id, "updated", { changed_fields: Object.keys(set).filter((k) => k !== "updated_at").sort().join(","), ...extra })];
         let updated: ZoneDoc | null;
         try {
-          updated = await this.zones()
-            .findOneAndUpdate({ _id: id, archived_at: null }, pushEvents({ $set: set }, events), { returnDocument: "after", projection: { _outbox: 0 } })
-            .lean<ZoneDoc>();
+          updated = await this.locked(this.zones(), id, () =>
+            this.zones().findOneAndUpdate({ _id: id, archived_at: null }, pushEvents({ $set: set }, events), { returnDocument: "after" }).lean<ZoneDoc>(),
+          );
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("zone_slug_conflict", "slug is already used by another zone");
           throw err;
@@ -154,9 +154,11 @@ const ZonesService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
         const { id } = ctx.params.params;
         const now = new Date();
-        const res = await this.zones().updateOne(
-          { _id: id, archived_at: null },
-          pushEvents({ $set: { archived_at: now, updated_at: now } }, [this.zoneEvent(ctx, id, "zone", id, "deleted")]),
+        const res = await this.locked(this.zones(), id, () =>
+          this.zones().updateOne(
+            { _id: id, archived_at: null },
+            pushEvents({ $set: { archived_at: now, updated_at: now } }, [this.zoneEvent(ctx, id, "zone", id, "deleted")]),
+          ),
         );
         if (res.matchedCount !== 1) throw notFound("zone_not_found", "zone not found");
         this.outboxKick();

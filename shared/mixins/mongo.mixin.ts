@@ -2,10 +2,18 @@
 import mongoose, { Connection, Model, Schema } from "mongoose";
 import type { ServiceSchema } from "moleculer";
 import { config } from "../config";
+import { redisClient } from "../redis";
+import { withDocLock } from "../doc-lock";
+import { docLockKey } from "../outbox/relay";
 
 export interface MongoVars {
   db: Connection;
   models: Record<string, Model<any>>;
+}
+
+export interface MongoMethods {
+  /** Runs an update of one existing document under its lock (see shared/doc-lock.ts for why). */
+  locked<T>(model: Model<any>, id: string, write: () => Promise<T>): Promise<T>;
 }
 
 /** `models` maps a model name to its schema and collection; indexes are declared on the schemas. */
@@ -27,6 +35,11 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
     },
     async stopped(this: any) {
       await this.db.close();
+    },
+    methods: {
+      locked<T>(this: any, model: Model<any>, id: string, write: () => Promise<T>): Promise<T> {
+        return withDocLock(redisClient(this.settings?.redisUrl ?? config().redisUrl), docLockKey(model, id), write);
+      },
     },
     actions: {
       /** Readiness probe of this service's store, used by the gateway's /ready. */

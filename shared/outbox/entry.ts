@@ -18,9 +18,9 @@ export interface OutboxEntry {
 }
 
 /**
- * Fields every outbox-bearing schema adds. `_outbox_v` changes on every write that touches the
- * array so the relay can update it optimistically; the other fields are derived summaries the
- * relay keeps so that claims, /ready and /metrics never scan arrays.
+ * Fields every outbox-bearing schema adds. `_outbox_v` counts writes that touched the array; the
+ * other fields are summaries the relay keeps so that finding work, /ready and /metrics never scan
+ * arrays. Writers and the relay change a document only under its lock (shared/doc-lock.ts).
  */
 export const outboxFields = {
   _outbox: { type: [Schema.Types.Mixed], default: undefined },
@@ -30,8 +30,6 @@ export const outboxFields = {
   _outbox_pending_since: { type: Date },
   _outbox_dead: { type: Number },
   _outbox_dead_since: { type: Date },
-  _outbox_lease_until: { type: Date },
-  _outbox_lease_by: { type: String },
 } as const;
 
 export function addOutboxIndexes(schema: Schema): void {

@@ -5,6 +5,7 @@ import { hostname } from "node:os";
 import { sign, toStreamArgs, type SigningKey, type FlatFields } from "../signing";
 import type { OutboxEntry } from "./entry";
 import { newId } from "../ids";
+import { tryDocLock } from "../doc-lock";
 
 export interface RelaySettings {
   pollMs: number;
@@ -39,6 +40,9 @@ end
 redis.call('SET', KEYS[2], id, 'EX', tonumber(ARGV[2]))
 return id
 `;
+
+/** The lock key of one document: database, collection and id. */
+export const docLockKey = (model: Model<any>, id: string): string => `${model.db.name}:${model.collection.name}:${id}`;
 
 export function backoffMs(attempts: number): number {
   const base = Math.min(60, 2 ** Math.min(attempts, 6));
@@ -114,26 +118,28 @@ export class OutboxRelay {
   }
 
   private async drain(model: Model<any>): Promise<number> {
-    const now = new Date();
-    const ready = {
-      _outbox_next_at: { $lte: now },
-      $or: [{ _outbox_lease_until: { $exists: false } }, { _outbox_lease_until: { $lte: now } }],
-    };
-    const candidates = await model.find(ready, { _id: 1 }).sort({ _outbox_next_at: 1 }).limit(this.settings.batch).lean();
-    if (!candidates.length) return 0;
-    // Claim: a lease with this pass's token; another relay's pass skips leased documents.
-    const token = `${this.workerId}:${newId()}`;
-    await model.updateMany(
-      { _id: { $in: candidates.map((c: any) => c._id) }, ...ready },
-      { $set: { _outbox_lease_until: new Date(now.getTime() + this.settings.leaseSec * 1000), _outbox_lease_by: token } },
-    );
-    const claimed = await model.find({ _outbox_lease_by: token }).lean();
+    const candidates = await model
+      .find({ _outbox_next_at: { $lte: new Date() } }, { _id: 1 })
+      .sort({ _outbox_next_at: 1 })
+      .limit(this.settings.batch)
+      .lean();
     let count = 0;
-    for (const doc of claimed) count += await this.publishDocument(model, doc, token);
+    for (const { _id } of candidates as { _id: string }[]) {
+      // The document lock is the claim: another relay (or a writer) holding it makes this pass skip
+      // the document, and a relay that dies lets it lapse after the lease.
+      const lock = await tryDocLock(this.redis, docLockKey(model, _id), this.settings.leaseSec * 1000);
+      if (!lock) continue;
+      try {
+        const doc = await model.findById(_id).lean();
+        if (doc) count += await this.publishDocument(model, doc);
+      } finally {
+        await lock.release().catch(() => undefined);
+      }
+    }
     return count;
   }
 
-  private async publishDocument(model: Model<any>, doc: any, token: string): Promise<number> {
+  private async publishDocument(model: Model<any>, doc: any): Promise<number> {
     const results = new Map<string, Partial<OutboxEntry>>();
     const now = Date.now();
     let published = 0;
@@ -156,36 +162,27 @@ export class OutboxRelay {
         }
       }
     }
-    await this.writeBack(model, doc, token, results);
+    await this.writeBack(model, doc, results);
     return published;
   }
 
-  /** Applies the results to the document's array; retried on a concurrent write to the same document. */
-  private async writeBack(model: Model<any>, doc: any, token: string, results: Map<string, Partial<OutboxEntry>>): Promise<void> {
-    let current = doc;
-    for (let attempt = 0; attempt < 10 && current; attempt++) {
-      const entries: OutboxEntry[] = ((current._outbox ?? []) as OutboxEntry[]).map((e) => ({ ...e, ...(results.get(e.id) ?? {}) }));
-      const open = entries.filter((e) => !e.dispatched_at && !e.dead_at);
-      const dead = entries.filter((e) => e.dead_at);
-      const done = entries.filter((e) => e.dispatched_at).slice(-this.settings.keepDispatched);
-      const kept = entries.filter((e) => !e.dispatched_at || done.includes(e));
-      const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: open.length, _outbox_dead: dead.length };
-      const unset: Record<string, 1> = { _outbox_lease_until: 1, _outbox_lease_by: 1 };
-      const minOf = (xs: (Date | null)[]) => xs.filter((x): x is Date => !!x).map((x) => new Date(x)).sort((a, b) => a.getTime() - b.getTime())[0];
-      const nextAt = minOf(open.map((e) => e.available_at));
-      const pendingSince = minOf(open.map((e) => e.created_at));
-      const deadSince = minOf(dead.map((e) => e.created_at));
-      if (nextAt) set._outbox_next_at = nextAt; else unset._outbox_next_at = 1;
-      if (pendingSince) set._outbox_pending_since = pendingSince; else unset._outbox_pending_since = 1;
-      if (deadSince) set._outbox_dead_since = deadSince; else unset._outbox_dead_since = 1;
-      const res = await model.updateOne(
-        { _id: current._id, _outbox_v: current._outbox_v ?? null },
-        { $set: set, $unset: unset, $inc: { _outbox_v: 1 } },
-      );
-      if (res.matchedCount === 1) return;
-      current = await model.findById(current._id).lean();
-      if (current && current._outbox_lease_by && current._outbox_lease_by !== token) return;
-    }
+  /** Applies the results to the document's array; the caller holds the document lock. */
+  private async writeBack(model: Model<any>, doc: any, results: Map<string, Partial<OutboxEntry>>): Promise<void> {
+    const entries: OutboxEntry[] = ((doc._outbox ?? []) as OutboxEntry[]).map((e) => ({ ...e, ...(results.get(e.id) ?? {}) }));
+    const open = entries.filter((e) => !e.dispatched_at && !e.dead_at);
+    const dead = entries.filter((e) => e.dead_at);
+    const done = entries.filter((e) => e.dispatched_at).slice(-this.settings.keepDispatched);
+    const kept = entries.filter((e) => !e.dispatched_at || done.includes(e));
+    const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: open.length, _outbox_dead: dead.length };
+    const unset: Record<string, 1> = {};
+    const minOf = (xs: (Date | null)[]) => xs.filter((x): x is Date => !!x).map((x) => new Date(x)).sort((a, b) => a.getTime() - b.getTime())[0];
+    const nextAt = minOf(open.map((e) => e.available_at));
+    const pendingSince = minOf(open.map((e) => e.created_at));
+    const deadSince = minOf(dead.map((e) => e.created_at));
+    if (nextAt) set._outbox_next_at = nextAt; else unset._outbox_next_at = 1;
+    if (pendingSince) set._outbox_pending_since = pendingSince; else unset._outbox_pending_since = 1;
+    if (deadSince) set._outbox_dead_since = deadSince; else unset._outbox_dead_since = 1;
+    await model.updateOne({ _id: doc._id }, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
   }
 
   private async publish(entry: OutboxEntry): Promise<string> {
