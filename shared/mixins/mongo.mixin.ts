@@ -34,6 +34,8 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       for (const model of Object.values(this.models) as Model<any>[]) await model.createIndexes();
     },
     async stopped(this: any) {
+      // The outbox relay (if any) uses this connection: let its pass finish first.
+      await this.relay?.stop();
       await this.db.close();
     },
     methods: {

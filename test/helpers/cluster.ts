@@ -12,6 +12,8 @@ export interface Cluster {
   mongoUrl: string;
   brokers: Record<string, ServiceBroker>;
   http: () => ReturnType<typeof request>;
+  /** Stops one process's broker (as a crash would, minus the crash) and starts a fresh one in its place. */
+  restart: (name: string) => Promise<ServiceBroker>;
   /** Bearer header of the bootstrap token. */
   auth: (token?: string) => { Authorization: string };
   stop: () => Promise<void>;
@@ -56,16 +58,18 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
   const names = ["gateway", ...(opts.processes ?? ["zones"]).filter((n) => n !== "gateway")];
   const brokers: Record<string, ServiceBroker> = {};
-  for (const name of names) {
+  let generation = 0;
+  const makeBroker = async (name: string) => {
     const broker = new ServiceBroker(
       brokerOptions({
-        nodeID: `${name}-${suffix}`,
+        nodeID: `${name}-${suffix}-${generation++}`,
         metrics: name === "gateway" ? ({ enabled: true, reporter: [new (EmbeddedPrometheusReporter as any)({})] } as any) : { enabled: false },
       }),
     );
     for (const schema of await PROCESSES[name]!()) broker.createService(schema);
-    brokers[name] = broker;
-  }
+    return broker;
+  };
+  for (const name of names) brokers[name] = await makeBroker(name);
   await Promise.all(Object.values(brokers).map((b) => b.start()));
   const gateway = brokers.gateway!;
   await gateway.waitForServices(names.filter((n) => n !== "gateway"), 20_000);
@@ -79,6 +83,14 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     mongoUrl,
     brokers,
     http: () => request(url),
+    restart: async (name: string) => {
+      await brokers[name]!.stop();
+      const fresh = await makeBroker(name);
+      await fresh.start();
+      brokers[name] = fresh;
+      await gateway.waitForServices(name === "gateway" ? [] : [name], 20_000);
+      return fresh;
+    },
     auth: (token = adminToken) => ({ Authorization: `Bearer ${token}` }),
     stop: async () => {
       await Promise.all(Object.values(brokers).map((b) => b.stop()));

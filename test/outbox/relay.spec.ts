@@ -1,0 +1,119 @@
+import Redis from "ioredis";
+import { startCluster, eventually, TEST_STREAMS_KEY, type Cluster } from "../helpers/cluster";
+import { fieldsOf, sign, verify } from "../../shared/signing";
+
+let c: Cluster;
+let redis: Redis;
+beforeAll(async () => {
+  c = await startCluster();
+  redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+});
+afterAll(async () => {
+  redis.disconnect();
+  await c.stop();
+});
+
+const STREAM = "caracal.zone.events";
+
+/** Zone-event entries about one entity, read straight from Redis. */
+async function entriesFor(entityId: string): Promise<Record<string, string>[]> {
+  const rows = await redis.xrevrange(STREAM, "+", "-", "COUNT", 2000);
+  return rows.map(([, flat]) => fieldsOf(flat)).filter((f) => f.entity_id === entityId);
+}
+
+const zonesService = () => c.brokers.zones!.getLocalService("zones") as any;
+
+test("a zone create publishes a signed caracal.zone.events entry whose _sig we can recompute", async () => {
+  const r = await c.http().post("/v1/zones").set(c.auth()).set("x-request-id", "sig-test-1").send({ name: "signed" });
+  expect(r.status).toBe(201);
+  const [entry] = await eventually(async () => {
+    const e = await entriesFor(r.body.id);
+    return e.length ? e : undefined;
+  });
+  expect(entry).toMatchObject({ zone_id: r.body.id, entity_type: "zone", entity_id: r.body.id, action: "created", request_id: "sig-test-1", kid: "k1" });
+  expect(entry!.outbox_id).toMatch(/^[0-9a-f-]{36}$/);
+  expect(Date.parse(entry!.occurred_at!)).not.toBeNaN();
+  const { _sig, ...unsigned } = entry!;
+  expect(_sig).toBe(sign(Buffer.from(TEST_STREAMS_KEY, "hex"), STREAM, unsigned));
+  expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], STREAM, entry!)).toBe(true);
+});
+
+test("update and delete emit their own entries in order", async () => {
+  const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "lifecycle" });
+  await c.http().patch(`/v1/zones/${r.body.id}`).set(c.auth()).send({ name: "renamed" });
+  await c.http().delete(`/v1/zones/${r.body.id}`).set(c.auth());
+  const entries = await eventually(async () => {
+    const e = await entriesFor(r.body.id);
+    return e.length === 3 ? e : undefined;
+  });
+  expect(entries.map((e) => e.action).reverse()).toEqual(["created", "updated", "deleted"]);
+  expect(entries.find((e) => e.action === "updated")!.changed_fields).toBe("name");
+});
+
+test("a relay stopped between the write and the publish loses nothing: the event arrives once after restart", async () => {
+  await zonesService().relay.stop();
+  const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "written while the relay is down" });
+  expect(r.status).toBe(201);
+  await new Promise((res) => setTimeout(res, 300));
+  expect(await entriesFor(r.body.id)).toHaveLength(0);
+  await c.restart("zones");
+  const entries = await eventually(async () => {
+    const e = await entriesFor(r.body.id);
+    return e.length ? e : undefined;
+  });
+  await new Promise((res) => setTimeout(res, 300));
+  expect(await entriesFor(r.body.id)).toHaveLength(1);
+  expect(entries[0]!.action).toBe("created");
+});
+
+test("a relay killed after XADD but before marking the entry does not publish it twice", async () => {
+  const relay = zonesService().relay;
+  let killed = false;
+  relay.afterPublish = () => {
+    if (!killed) {
+      killed = true;
+      // Leave the entry unmarked, as a process dying right after the XADD would.
+      throw Object.assign(new Error("killed after publish"), { fatalForTest: true });
+    }
+  };
+  const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "published then killed" });
+  await eventually(async () => (killed ? true : undefined));
+  expect(await entriesFor(r.body.id)).toHaveLength(1);
+  await c.restart("zones");
+  const fresh = zonesService();
+  await eventually(async () => {
+    const doc = await fresh.models.Zone.findById(r.body.id).lean();
+    return doc && doc._outbox_pending === 0 ? doc : undefined;
+  });
+  const entries = await entriesFor(r.body.id);
+  expect(entries).toHaveLength(1);
+  const doc = await fresh.models.Zone.findById(r.body.id).lean();
+  // The restarted relay got the first XADD's id back from Redis instead of adding a second entry.
+  const firstId = (await redis.xrange(STREAM, "-", "+")).find(([, flat]) => fieldsOf(flat).entity_id === r.body.id)?.[0];
+  expect(doc._outbox[0].dispatched_at).toBeTruthy();
+  expect(doc._outbox[0].stream_entry_id).toBe(firstId);
+});
+
+test("an entry that keeps failing goes dead and turns /ready to 503 and the dead gauge to 1", async () => {
+  const svc = zonesService();
+  await svc.relay.stop();
+  const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "doomed" });
+  // Make the one pending entry fail at its last attempt: point it at a key holding a string, not a stream.
+  await redis.set("not-a-stream", "x");
+  const doc = await svc.models.Zone.findById(r.body.id).lean();
+  doc._outbox[0].stream = "not-a-stream";
+  doc._outbox[0].attempts = 99;
+  await svc.models.Zone.updateOne({ _id: r.body.id }, { $set: { _outbox: doc._outbox } });
+  svc.relay.start();
+  await eventually(async () => {
+    const d = await svc.models.Zone.findById(r.body.id).lean();
+    return d._outbox_dead === 1 ? d : undefined;
+  });
+  const ready = await c.http().get("/ready");
+  expect(ready.status).toBe(503);
+  expect(ready.body).toMatchObject({ ok: false, error: "outbox_dead_messages", dead_count: 1 });
+  const metrics = await c.http().get("/metrics");
+  expect(metrics.text).toContain("caracal_api_outbox_dead_total 1");
+  await svc.models.Zone.deleteOne({ _id: r.body.id });
+  expect((await c.http().get("/ready")).status).toBe(200);
+});
