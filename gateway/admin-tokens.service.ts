@@ -6,7 +6,7 @@ import { badRequest, forbidden, notFound } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { strictBody, anyQuery } from "../shared/validation";
 import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../shared/pagination";
-import { created, noContent, type ApiContext, type RouteParams } from "../shared/meta";
+import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../shared/meta";
 import type { Actor } from "../shared/actor";
 import { config } from "../shared/config";
 import { CONSOLE_LABELS, deriveConsoleToken, hashToken, lookupDigest, newAdminToken, verifyTokenHash } from "./tokens";
@@ -41,8 +41,11 @@ const tokenSchema = new Schema(
   },
   { versionKey: false, _id: false },
 );
-tokenSchema.index({ digest: 1 }, { unique: true });
 tokenSchema.index({ created_at: -1, _id: -1 });
+
+// Lookup by SHA-256 digest as the document `_id`: FerretDB v1 resolves only `_id` equality without a scan.
+// Written before the token row, so a crash in between leaves a digest that points at nothing.
+const digestSchema = new Schema({ _id: String, token_id: String }, { versionKey: false, _id: false });
 
 const toPublicToken = (t: TokenDoc) => ({
   id: t._id,
@@ -79,7 +82,7 @@ interface Methods extends MongoMethods {
 
 const AdminTokensService: ServiceSchema<{}, Methods> = {
   name: "adminTokens",
-  mixins: [MongoMixin({ AdminToken: { schema: tokenSchema, collection: "admin_tokens" } })],
+  mixins: [MongoMixin({ AdminToken: { schema: tokenSchema, collection: "admin_tokens" }, TokenDigest: { schema: digestSchema, collection: "admin_token_digests" } })],
 
   actions: {
     list: {
@@ -125,6 +128,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
           digest: lookupDigest(token),
           hash: await hashToken(token),
         };
+        await this.models.TokenDigest.create({ _id: doc.digest, token_id: doc._id });
         await this.tokens().create(doc);
         const { last_used_at: _l, revoked_at: _r, ...shown } = toPublicToken(doc);
         return created(ctx, `/v1/admin-tokens/${doc._id}`, { ...shown, token });
@@ -136,8 +140,11 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
         this.assertManager(ctx.meta.actor);
         const id = ctx.params.params.id;
-        const res = await this.locked(this.tokens(), id, () => this.tokens().updateOne({ _id: id, revoked_at: null }, { $set: { revoked_at: new Date() } }));
-        if (res.matchedCount !== 1) throw notFound("admin_token_not_found", "admin token not found");
+        await this.locked(this.tokens(), id, async () => {
+          const row = await this.tokens().findById(id).lean<TokenDoc>();
+          if (!row || row.revoked_at) throw notFound("admin_token_not_found", "admin token not found");
+          await this.tokens().updateOne({ _id: id }, { $set: { revoked_at: new Date() } });
+        });
         // Every gateway drops its cached verification at once instead of waiting out the window.
         ctx.broadcast("adminTokens.revoked", { id: ctx.params.params.id });
         return noContent(ctx);
@@ -153,8 +160,9 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
         const digest = lookupDigest(token);
         const hit = this.cache.get(digest);
         if (hit && hit.expires > Date.now()) return hit.actor;
-        const row = await this.tokens().findOne({ digest, revoked_at: null }).lean<TokenDoc>();
-        if (!row || !row.hash || !(await verifyTokenHash(row.hash, token))) return null;
+        const pointer: { token_id: string } | null = await this.models.TokenDigest.findById(digest).lean();
+        const row = pointer ? await this.tokens().findById(pointer.token_id).lean<TokenDoc>() : null;
+        if (!row || row.revoked_at || row.digest !== digest || !row.hash || !(await verifyTokenHash(row.hash, token))) return null;
         const actor = toActor(row);
         if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
         this.cache.set(digest, { actor, expires: Date.now() + CACHE_TTL_MS });
@@ -187,12 +195,14 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
     /** Inserts a configured token once; a revoked row with the same value is not revived. */
     async seed(name: string, token: string, capability: "read" | "write", createdBy: string) {
       const digest = lookupDigest(token);
-      const existing = await this.tokens().findOne({ digest }).lean<TokenDoc>();
+      const existing = await this.models.TokenDigest.findById(digest).lean();
       if (!existing) {
+        const id = newId();
         try {
-          await this.tokens().create({ _id: newId(), name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: new Date(), last_used_at: null, revoked_at: null, digest, hash: await hashToken(token) });
+          await this.models.TokenDigest.create({ _id: digest, token_id: id });
+          await this.tokens().create({ _id: id, name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: new Date(), last_used_at: null, revoked_at: null, digest, hash: await hashToken(token) });
         } catch (err) {
-          if ((err as { code?: number }).code !== 11000) throw err; // another gateway seeded it first
+          if (!isDuplicateKey(err)) throw err; // another gateway seeded it first
         }
       }
       // A changed env value retires the rows seeded from the previous one.

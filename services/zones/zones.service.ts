@@ -10,8 +10,8 @@ import { pathParams, strictBody, anyQuery } from "../../shared/validation";
 import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
 import { assertNotReserved, isReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
-import { zoneSchema, toPublicZone, type ZoneDoc } from "./models/zone.model";
-import { SLUG_PATTERN, slugBase, nextFreeSlug, escapeRegex } from "./slug";
+import { zoneSchema, slugCounterSchema, toPublicZone, type ZoneDoc } from "./models/zone.model";
+import { SLUG_PATTERN, slugBase } from "./slug";
 
 interface ZoneBody {
   name?: string;
@@ -24,7 +24,7 @@ interface ZoneBody {
 interface Methods extends OutboxMethods, MongoMethods {
   zones(): Model<ZoneDoc>;
   activeZone(id: string): Promise<ZoneDoc>;
-  allocateSlug(base: string): Promise<string>;
+  nextSlugSuffix(base: string): Promise<number>;
   liveDcrCount(ctx: ApiContext, zoneId: string): Promise<number>;
 }
 
@@ -34,7 +34,7 @@ const idParams = pathParams("id");
 
 const ZonesService: ServiceSchema<{}, Methods> = {
   name: "zones",
-  mixins: [MongoMixin({ Zone: { schema: zoneSchema, collection: "zones" } }), OutboxMixin(["Zone"])],
+  mixins: [MongoMixin({ Zone: { schema: zoneSchema, collection: "zones" }, SlugCounter: { schema: slugCounterSchema, collection: "zone_slug_counters" } }), OutboxMixin(["Zone"])],
 
   actions: {
     list: {
@@ -77,19 +77,22 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         const id = newId();
         const now = new Date();
         const reserved = isReserved(name, RESERVED_PREFIXES.zoneName) || isReserved(body.slug, RESERVED_PREFIXES.zoneSlug);
-        // A generated slug that loses a race to a concurrent create is re-allocated; an explicit one is a conflict.
-        for (let attempt = 0; ; attempt++) {
-          const slug = body.slug ?? (await this.allocateSlug(slugBase(name)));
+        // The unique slug index decides; a generated slug that is taken moves on to the next suffix,
+        // an explicit one is a conflict.
+        const base = body.slug ?? slugBase(name);
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const slug = attempt === 0 ? base : `${base}-${await this.nextSlugSuffix(base)}`;
           const doc = { _id: id, name, slug, dcr_enabled: body.dcr_enabled ?? false, operator_coauthor_badge: true, reserved, created_at: now, updated_at: now, archived_at: null };
           try {
             await this.zones().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, id, "zone", id, "created")]) });
-            this.outboxKick();
+            await this.outboxKick("Zone", id);
             return created(ctx, `/v1/zones/${id}`, toPublicZone(doc));
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
-            if (body.slug !== undefined || attempt >= 4) throw conflict("zone_slug_conflict", "slug is already used by another zone");
+            if (body.slug !== undefined) throw conflict("zone_slug_conflict", "slug is already used by another zone");
           }
         }
+        throw conflict("zone_slug_conflict", "no free slug for this name");
       },
     },
 
@@ -116,29 +119,30 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         for (const key of ["name", "slug", "dcr_enabled", "operator_coauthor_badge"] as const) if (body[key] !== undefined) set[key] = body[key];
         if (!Object.keys(set).length) throw badRequest("no_fields", "nothing to update");
 
-        const zone = await this.activeZone(id);
         const extra: Record<string, string> = {};
-        if (body.dcr_enabled === false && (zone.dcr_enabled || body.dcr_shutdown)) {
-          const live = await this.liveDcrCount(ctx, id);
-          if (live > 0 && !body.dcr_shutdown) {
-            throw new AppError(409, "dcr_shutdown_required", "live DCR applications exist: choose dcr_shutdown keep_live or revoke_live", { live_dcr_applications: live });
-          }
-          extra.dcr_shutdown = body.dcr_shutdown === "revoke_live" ? "revoke_live" : live > 0 ? "keep_live" : "no_live";
-          extra.live_dcr_applications = String(live);
-        }
-        set.updated_at = new Date();
-        const events = [this.zoneEvent(ctx, id, "zone", id, "updated", { changed_fields: Object.keys(set).filter((k) => k !== "updated_at").sort().join(","), ...extra })];
         let updated: ZoneDoc | null;
         try {
-          updated = await this.locked(this.zones(), id, () =>
-            this.zones().findOneAndUpdate({ _id: id, archived_at: null }, pushEvents({ $set: set }, events), { returnDocument: "after" }).lean<ZoneDoc>(),
-          );
+          updated = await this.locked(this.zones(), id, async () => {
+            const zone = await this.activeZone(id);
+            if (body.dcr_enabled === false && (zone.dcr_enabled || body.dcr_shutdown)) {
+              const live = await this.liveDcrCount(ctx, id);
+              if (live > 0 && !body.dcr_shutdown) {
+                throw new AppError(409, "dcr_shutdown_required", "live DCR applications exist: choose dcr_shutdown keep_live or revoke_live", { live_dcr_applications: live });
+              }
+              extra.dcr_shutdown = body.dcr_shutdown === "revoke_live" ? "revoke_live" : live > 0 ? "keep_live" : "no_live";
+              extra.live_dcr_applications = String(live);
+            }
+            set.updated_at = new Date();
+            const changed = Object.keys(set).filter((k) => k !== "updated_at").sort().join(",");
+            const events = [this.zoneEvent(ctx, id, "zone", id, "updated", { changed_fields: changed, ...extra })];
+            return this.zones().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, events), { returnDocument: "after" }).lean<ZoneDoc>();
+          });
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("zone_slug_conflict", "slug is already used by another zone");
           throw err;
         }
         if (!updated) throw notFound("zone_not_found", "zone not found");
-        this.outboxKick();
+        await this.outboxKick("Zone", id);
         if (extra.dcr_shutdown === "revoke_live") {
           // The event above guarantees the revocation; this call makes it visible before we answer.
           await ctx.call("applications.revokeLiveDcr", { zone_id: id }).catch((err: Error) => {
@@ -154,14 +158,11 @@ const ZonesService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
         const { id } = ctx.params.params;
         const now = new Date();
-        const res = await this.locked(this.zones(), id, () =>
-          this.zones().updateOne(
-            { _id: id, archived_at: null },
-            pushEvents({ $set: { archived_at: now, updated_at: now } }, [this.zoneEvent(ctx, id, "zone", id, "deleted")]),
-          ),
-        );
-        if (res.matchedCount !== 1) throw notFound("zone_not_found", "zone not found");
-        this.outboxKick();
+        await this.locked(this.zones(), id, async () => {
+          await this.activeZone(id);
+          await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, updated_at: now } }, [this.zoneEvent(ctx, id, "zone", id, "deleted")]));
+        });
+        await this.outboxKick("Zone", id);
         ctx.broadcast("zones.zone.archived", { zone_id: id });
         return noContent(ctx);
       },
@@ -173,7 +174,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
       params: { id: "string" },
       cache: false,
       async handler(ctx: ApiContext<{ id: string }>) {
-        const z = await this.zones().findById(ctx.params.id, { _outbox: 0 }).lean<ZoneDoc>();
+        const z = await this.zones().findById(ctx.params.id).lean<ZoneDoc>();
         if (!z) return null;
         return { ...toPublicZone(z), reserved: z.reserved, archived: z.archived_at !== null };
       },
@@ -185,15 +186,22 @@ const ZonesService: ServiceSchema<{}, Methods> = {
       return this.models.Zone as Model<ZoneDoc>;
     },
 
+    // Point reads go by `_id` alone: FerretDB v1 pushes nothing else down to its store.
     async activeZone(id: string) {
-      const zone = await this.zones().findOne({ _id: id, archived_at: null }, { _outbox: 0 }).lean<ZoneDoc>();
-      if (!zone) throw notFound("zone_not_found", "zone not found");
+      const zone = await this.zones().findById(id).lean<ZoneDoc>();
+      if (!zone || zone.archived_at) throw notFound("zone_not_found", "zone not found");
       return zone;
     },
 
-    async allocateSlug(base: string) {
-      const taken = await this.zones().find({ slug: { $regex: `^${escapeRegex(base)}(-[0-9]+)?$` } }, { slug: 1 }).lean<{ slug: string }[]>();
-      return nextFreeSlug(base, taken.map((t) => t.slug));
+    /** The next suffix to try for a generated slug: a per-base counter, so the thousandth "My Zone" costs one step. */
+    async nextSlugSuffix(base: string) {
+      const counters = this.models.SlugCounter as Model<{ _id: string; next: number }>;
+      return this.locked(counters, base, async () => {
+        const current = await counters.findById(base).lean();
+        const next = Math.max(current?.next ?? 2, 2);
+        await counters.updateOne({ _id: base }, { $set: { next: next + 1 } }, { upsert: true });
+        return next;
+      });
     },
 
     /** Live DCR applications are the applications service's to count; before it exists there are none. */

@@ -3,7 +3,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
 import { config } from "../config";
 import { redisClient } from "../redis";
-import { OutboxRelay, outboxHealth } from "../outbox/relay";
+import { OutboxRelay, outboxHealth, hintWritten } from "../outbox/relay";
 import { outboxEntry, type OutboxEntry } from "../outbox/entry";
 import type { FlatFields } from "../signing";
 import type { Actor } from "../actor";
@@ -15,7 +15,11 @@ export type ZoneEventAction = "created" | "updated" | "deleted";
 export interface OutboxMethods {
   event(ctx: Context<any, any>, stream: string, payload: FlatFields): OutboxEntry;
   zoneEvent(ctx: Context<any, any>, zoneId: string, entityType: string, entityId: string, action: ZoneEventAction, extra?: FlatFields): OutboxEntry;
-  outboxKick(): void;
+  /**
+   * Call after every write that added outbox entries (model name as given to OutboxMixin, the
+   * document id, how many entries): leaves the relay a hint and asks it for a pass.
+   */
+  outboxKick(model: string, id: string, count?: number): Promise<void>;
 }
 
 /** `models` names the models (from MongoMixin) whose documents carry outbox entries. */
@@ -26,7 +30,7 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
       outboxHealth: {
         visibility: "public",
         async handler(this: any) {
-          return outboxHealth(models.map((m) => this.models[m] as Model<any>));
+          return outboxHealth(this.outboxRedis, models.map((m) => this.models[m] as Model<any>));
         },
       },
     },
@@ -51,13 +55,16 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
           ctx.requestID ?? null,
         );
       },
-      outboxKick(this: any) {
+      async outboxKick(this: any, model: string, id: string, count = 1) {
+        // A lost hint only delays the publish until the relay's sweep; the write already holds its events.
+        await hintWritten(this.outboxRedis, this.models[model], id, count).catch((err: Error) => this.logger.warn({ err: err.message }, "outbox hint not recorded"));
         this.relay?.kick();
       },
     },
     started(this: any) {
       const cfg = config();
       const redis = redisClient(this.settings?.redisUrl ?? cfg.redisUrl);
+      this.outboxRedis = redis;
       OutboxRelay.install(redis);
       const key = cfg.streamsHmacKeys[0] ?? null;
       this.relay = new OutboxRelay(models.map((m) => this.models[m]), redis, key, { ...cfg.outbox, ...(this.settings?.outbox ?? {}) }, this.logger);

@@ -1,4 +1,11 @@
 // Publishes outbox entries held in documents to Redis streams, signed, at least once and without duplicates.
+//
+// Finding work: FerretDB v1 pushes only `_id` equality down to its store, so any other query scans the
+// whole collection. The relay therefore never polls the collection; writers leave a hint (the document
+// id in a Redis sorted set scored by when it is due) after their write, and the relay works from the
+// hints. A hint lost to a crash between the write and the hint is recovered by the sweep, which scans
+// once at start and then every few minutes. The events themselves never leave the document until the
+// relay has published them, so no write loses its event.
 import type { Model } from "mongoose";
 import type Redis from "ioredis";
 import { hostname } from "node:os";
@@ -16,11 +23,20 @@ export interface RelaySettings {
   keepDispatched: number;
   /** How long Redis remembers an outbox id it has published (dedupe window). */
   dedupeTtlSec?: number;
+  /** Full scan for documents whose hint was lost. */
+  sweepMs?: number;
 }
 
 export interface RelayLogger {
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
+}
+
+export interface OutboxHealth {
+  pending: number;
+  dead: number;
+  oldestPendingAgeSec: number;
+  oldestDeadAgeSec: number;
 }
 
 /** Hook for tests that need to stop the relay between the publish and the mark. */
@@ -41,17 +57,34 @@ redis.call('SET', KEYS[2], id, 'EX', tonumber(ARGV[2]))
 return id
 `;
 
-/** The lock key of one document: database, collection and id. */
-export const docLockKey = (model: Model<any>, id: string): string => `${model.db.name}:${model.collection.name}:${id}`;
-
 export function backoffMs(attempts: number): number {
   const base = Math.min(60, 2 ** Math.min(attempts, 6));
   return Math.floor((base + Math.random() * 0.3 * base) * 1000);
 }
 
+/** The lock key of one document: database, collection and id. */
+export const docLockKey = (model: Model<any>, id: string): string => `${model.db.name}:${model.collection.name}:${id}`;
+
+/** Redis keys holding one collection's hints and outbox state summaries. */
+export function hintKeys(model: Model<any>) {
+  const base = `outbox:{${model.db.name}:${model.collection.name}}`;
+  return { due: `${base}:due`, pendingSince: `${base}:pending_since`, pendingCount: `${base}:pending_n`, deadSince: `${base}:dead_since`, deadCount: `${base}:dead_n` };
+}
+
+/** Called by writers after a write that added `count` entries to document `id`. */
+export async function hintWritten(redis: Redis, model: Model<any>, id: string, count: number): Promise<void> {
+  const k = hintKeys(model);
+  const now = Date.now();
+  await redis.multi().zadd(k.due, "LT", now, id).zadd(k.pendingSince, "NX", now, id).hincrby(k.pendingCount, id, count).exec();
+}
+
+const minDate = (xs: (Date | null | undefined)[]): Date | undefined =>
+  xs.filter((x): x is Date => !!x).map((x) => new Date(x)).sort((a, b) => a.getTime() - b.getTime())[0];
+
 export class OutboxRelay {
   readonly workerId = `${hostname()}:${process.pid}:${newId().slice(-8)}`;
   private timer: NodeJS.Timeout | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopping = false;
   private kicked = false;
@@ -67,10 +100,14 @@ export class OutboxRelay {
 
   start(): void {
     this.stopping = false;
+    void this.sweep().catch((err) => this.logger.warn({ err: (err as Error).message }, "outbox sweep failed"));
+    const sweepMs = this.settings.sweepMs ?? 300_000;
+    this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), sweepMs);
+    this.sweepTimer.unref?.();
     this.schedule(this.settings.pollMs);
   }
 
-  /** Asks for a tick soon, so a fresh write is published without waiting for the poll interval. */
+  /** Asks for a pass soon, so a fresh write is published without waiting for the poll interval. */
   kick(): void {
     if (this.stopping || this.kicked) return;
     this.kicked = true;
@@ -83,7 +120,8 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.timer = this.sweepTimer = null;
     await this.running;
   }
 
@@ -117,21 +155,43 @@ export class OutboxRelay {
     return published;
   }
 
+  /** Rebuilds hints from the documents themselves (full scan): at start and now and then. */
+  async sweep(): Promise<void> {
+    for (const model of this.models) {
+      const k = hintKeys(model);
+      const pending = await model.find({ _outbox_next_at: { $exists: true } }, { _outbox_next_at: 1, _outbox_pending: 1, _outbox_pending_since: 1 }).lean();
+      const dead = await model.find({ _outbox_dead: { $gt: 0 } }, { _outbox_dead: 1, _outbox_dead_since: 1 }).lean();
+      const tx = this.redis.multi();
+      for (const d of pending as any[]) {
+        tx.zadd(k.due, "LT", new Date(d._outbox_next_at).getTime(), d._id);
+        tx.zadd(k.pendingSince, "NX", new Date(d._outbox_pending_since ?? d._outbox_next_at).getTime(), d._id);
+        tx.hset(k.pendingCount, d._id, d._outbox_pending ?? 1);
+      }
+      // Dead entries change only here and in the relay, so their summary is replaced outright.
+      tx.del(k.deadSince, k.deadCount);
+      for (const d of dead as any[]) {
+        tx.zadd(k.deadSince, new Date(d._outbox_dead_since ?? Date.now()).getTime(), d._id);
+        tx.hset(k.deadCount, d._id, d._outbox_dead);
+      }
+      await tx.exec();
+    }
+    if (!this.stopping) this.kick();
+  }
+
   private async drain(model: Model<any>): Promise<number> {
-    const candidates = await model
-      .find({ _outbox_next_at: { $lte: new Date() } }, { _id: 1 })
-      .sort({ _outbox_next_at: 1 })
-      .limit(this.settings.batch)
-      .lean();
+    const k = hintKeys(model);
+    const ids = await this.redis.zrangebyscore(k.due, "-inf", Date.now(), "LIMIT", 0, this.settings.batch);
     let count = 0;
-    for (const { _id } of candidates as { _id: string }[]) {
+    for (const id of ids) {
+      if (this.stopping) break;
       // The document lock is the claim: another relay (or a writer) holding it makes this pass skip
       // the document, and a relay that dies lets it lapse after the lease.
-      const lock = await tryDocLock(this.redis, docLockKey(model, _id), this.settings.leaseSec * 1000);
+      const lock = await tryDocLock(this.redis, docLockKey(model, id), this.settings.leaseSec * 1000);
       if (!lock) continue;
       try {
-        const doc = await model.findById(_id).lean();
-        if (doc) count += await this.publishDocument(model, doc);
+        const doc = await model.findById(id).lean();
+        count += doc ? await this.publishDocument(model, doc) : 0;
+        if (!doc) await this.redis.multi().zrem(k.due, id).zrem(k.pendingSince, id).hdel(k.pendingCount, id).exec();
       } finally {
         await lock.release().catch(() => undefined);
       }
@@ -152,8 +212,8 @@ export class OutboxRelay {
         results.set(entry.id, { attempts, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId });
         published++;
       } catch (err) {
-        const message = (err as Error).message.slice(0, 500);
         if ((err as { fatalForTest?: boolean }).fatalForTest) throw err;
+        const message = (err as Error).message.slice(0, 500);
         if (attempts >= this.settings.maxAttempts) {
           results.set(entry.id, { attempts, dead_at: new Date(), available_at: null, last_error: message });
           this.logger.error({ outbox_id: entry.id, stream: entry.stream, attempts }, "outbox entry is dead");
@@ -166,7 +226,7 @@ export class OutboxRelay {
     return published;
   }
 
-  /** Applies the results to the document's array; the caller holds the document lock. */
+  /** Applies the results to the document's array and its hints; the caller holds the document lock. */
   private async writeBack(model: Model<any>, doc: any, results: Map<string, Partial<OutboxEntry>>): Promise<void> {
     const entries: OutboxEntry[] = ((doc._outbox ?? []) as OutboxEntry[]).map((e) => ({ ...e, ...(results.get(e.id) ?? {}) }));
     const open = entries.filter((e) => !e.dispatched_at && !e.dead_at);
@@ -175,14 +235,21 @@ export class OutboxRelay {
     const kept = entries.filter((e) => !e.dispatched_at || done.includes(e));
     const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: open.length, _outbox_dead: dead.length };
     const unset: Record<string, 1> = {};
-    const minOf = (xs: (Date | null)[]) => xs.filter((x): x is Date => !!x).map((x) => new Date(x)).sort((a, b) => a.getTime() - b.getTime())[0];
-    const nextAt = minOf(open.map((e) => e.available_at));
-    const pendingSince = minOf(open.map((e) => e.created_at));
-    const deadSince = minOf(dead.map((e) => e.created_at));
+    const nextAt = minDate(open.map((e) => e.available_at));
+    const pendingSince = minDate(open.map((e) => e.created_at));
+    const deadSince = minDate(dead.map((e) => e.created_at));
     if (nextAt) set._outbox_next_at = nextAt; else unset._outbox_next_at = 1;
     if (pendingSince) set._outbox_pending_since = pendingSince; else unset._outbox_pending_since = 1;
     if (deadSince) set._outbox_dead_since = deadSince; else unset._outbox_dead_since = 1;
-    await model.updateOne({ _id: doc._id }, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
+    if (results.size) await model.updateOne({ _id: doc._id }, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
+
+    const k = hintKeys(model);
+    const tx = this.redis.multi();
+    if (nextAt) tx.zadd(k.due, nextAt.getTime(), doc._id).zadd(k.pendingSince, pendingSince!.getTime(), doc._id).hset(k.pendingCount, doc._id, open.length);
+    else tx.zrem(k.due, doc._id).zrem(k.pendingSince, doc._id).hdel(k.pendingCount, doc._id);
+    if (deadSince) tx.zadd(k.deadSince, deadSince.getTime(), doc._id).hset(k.deadCount, doc._id, dead.length);
+    else tx.zrem(k.deadSince, doc._id).hdel(k.deadCount, doc._id);
+    await tx.exec();
   }
 
   private async publish(entry: OutboxEntry): Promise<string> {
@@ -192,13 +259,12 @@ export class OutboxRelay {
       fields.kid = this.signingKey.kid;
       fields._sig = sign(this.signingKey.key, entry.stream, fields);
     }
-    const args = toStreamArgs(fields);
     const id = await (this.redis as any).publishOnce(
       entry.stream,
       `outbox:published:${entry.id}`,
       String(this.settings.streamMaxLen),
       String(this.settings.dedupeTtlSec ?? 7 * 24 * 3600),
-      ...args,
+      ...toStreamArgs(fields),
     );
     return String(id);
   }
@@ -208,24 +274,22 @@ export class OutboxRelay {
   }
 }
 
-/** Outbox numbers for /ready and /metrics, read from the per-document summaries. */
-export async function outboxHealth(models: Model<any>[]): Promise<{ pending: number; dead: number; oldestPendingAgeSec: number; oldestDeadAgeSec: number }> {
-  let pending = 0, dead = 0;
-  let oldestPending: number | null = null, oldestDead: number | null = null;
+/** Outbox numbers for /ready and /metrics, from the summaries the relay keeps in Redis. */
+export async function outboxHealth(redis: Redis, models: Model<any>[]): Promise<OutboxHealth> {
+  const now = Date.now();
+  const out: OutboxHealth = { pending: 0, dead: 0, oldestPendingAgeSec: 0, oldestDeadAgeSec: 0 };
   for (const model of models) {
-    const p = await model.find({ _outbox_next_at: { $exists: true } }, { _outbox_pending: 1, _outbox_pending_since: 1 }).lean();
-    for (const d of p as any[]) {
-      pending += d._outbox_pending;
-      const t = d._outbox_pending_since ? new Date(d._outbox_pending_since).getTime() : null;
-      if (t !== null && (oldestPending === null || t < oldestPending)) oldestPending = t;
-    }
-    const x = await model.find({ _outbox_dead: { $gt: 0 } }, { _outbox_dead: 1, _outbox_dead_since: 1 }).lean();
-    for (const d of x as any[]) {
-      dead += d._outbox_dead;
-      const t = d._outbox_dead_since ? new Date(d._outbox_dead_since).getTime() : null;
-      if (t !== null && (oldestDead === null || t < oldestDead)) oldestDead = t;
-    }
+    const k = hintKeys(model);
+    const [pn, dn, po, dold] = await Promise.all([
+      redis.hvals(k.pendingCount),
+      redis.hvals(k.deadCount),
+      redis.zrange(k.pendingSince, 0, 0, "WITHSCORES"),
+      redis.zrange(k.deadSince, 0, 0, "WITHSCORES"),
+    ]);
+    out.pending += pn.reduce((s, v) => s + Math.max(0, Number(v)), 0);
+    out.dead += dn.reduce((s, v) => s + Math.max(0, Number(v)), 0);
+    if (po[1]) out.oldestPendingAgeSec = Math.max(out.oldestPendingAgeSec, (now - Number(po[1])) / 1000);
+    if (dold[1]) out.oldestDeadAgeSec = Math.max(out.oldestDeadAgeSec, (now - Number(dold[1])) / 1000);
   }
-  const age = (t: number | null) => (t === null ? 0 : Math.max(0, (Date.now() - t) / 1000));
-  return { pending, dead, oldestPendingAgeSec: age(oldestPending), oldestDeadAgeSec: age(oldestDead) };
+  return out;
 }

@@ -28,6 +28,7 @@ export interface ClusterOptions {
 export const TEST_STREAMS_KEY = "0123456789abcdef".repeat(4);
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const processes = ["gateway", ...(opts.processes ?? ["zones"]).filter((n) => n !== "gateway")];
   const suffix = randomBytes(4).toString("hex");
   const namespace = `t${suffix}`;
   const mongo = new URL(process.env.TEST_MONGO_URL ?? process.env.MONGO_URL ?? "mongodb://127.0.0.1:27017/caracal");
@@ -49,6 +50,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     ADMIN_AUTH_FAIL_LIMIT_PER_MIN: "100000",
     READY_RATE_LIMIT_PER_MIN: "0",
     OUTBOX_POLL_MS: "50",
+    READY_SERVICES: processes.filter((p) => p !== "gateway").join(","),
     ...opts.env,
   });
   const { resetConfig } = await import("../../shared/config");
@@ -56,7 +58,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const { brokerOptions, EmbeddedPrometheusReporter } = await import("../../shared/broker");
   const { PROCESSES } = await import("../../deploy/local/services");
 
-  const names = ["gateway", ...(opts.processes ?? ["zones"]).filter((n) => n !== "gateway")];
+  const names = processes;
   const brokers: Record<string, ServiceBroker> = {};
   let generation = 0;
   const makeBroker = async (name: string) => {

@@ -44,3 +44,6 @@ export const toPublicZone = (z: ZoneDoc) => ({
   created_at: new Date(z.created_at).toISOString(),
   updated_at: new Date(z.updated_at).toISOString(),
 });
+
+/** Next suffix per generated-slug base (`my-zone` → 2, 3, …); only a hint, the unique index decides. */
+export const slugCounterSchema = new Schema({ _id: { type: String, required: true }, next: { type: Number, required: true } }, { versionKey: false, _id: false });
