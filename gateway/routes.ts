@@ -23,6 +23,23 @@ export const ROUTES: RouteDef[] = [
   { method: "PATCH", path: "/zones/:id", action: "zones.update", bodyError: "invalid_zone", summary: "Update a zone (and shut down DCR)" },
   { method: "DELETE", path: "/zones/:id", action: "zones.remove", summary: "Archive a zone" },
   { method: "GET", path: "/zones/:id/dcr-status", action: "zones.dcrStatus", summary: "DCR gate and live DCR applications of a zone" },
+
+  { method: "POST", path: "/policies/validate", action: "policies.validate", bodyError: "invalid_body", summary: "Validate a Rego data document (structural checks and an OPA compile)" },
+  { method: "GET", path: "/policy-templates", action: "policies.templates", summary: "The policy template catalogue" },
+  { method: "GET", path: "/zones/:zoneId/policies", action: "policies.list", summary: "List policies" },
+  { method: "POST", path: "/zones/:zoneId/policies", action: "policies.create", bodyError: "invalid_body", summary: "Create a policy and its version 1" },
+  { method: "GET", path: "/zones/:zoneId/policies/:id", action: "policies.get", summary: "Get a policy with its versions" },
+  { method: "DELETE", path: "/zones/:zoneId/policies/:id", action: "policies.remove", summary: "Archive a policy" },
+  { method: "POST", path: "/zones/:zoneId/policies/:id/versions", action: "policies.createVersion", bodyError: "invalid_body", summary: "Add an immutable policy version" },
+  { method: "GET", path: "/zones/:zoneId/policy-sets", action: "policies.listSets", summary: "List policy sets" },
+  { method: "POST", path: "/zones/:zoneId/policy-sets", action: "policies.createSet", bodyError: "invalid_body", summary: "Create a policy set" },
+  { method: "GET", path: "/zones/:zoneId/policy-sets/:id", action: "policies.getSet", summary: "Get a policy set" },
+  { method: "DELETE", path: "/zones/:zoneId/policy-sets/:id", action: "policies.removeSet", summary: "Archive a policy set (deactivating it)" },
+  { method: "POST", path: "/zones/:zoneId/policy-sets/:id/versions", action: "policies.createSetVersion", bodyError: "invalid_body", summary: "Add a policy-set version (manifest)" },
+  { method: "GET", path: "/zones/:zoneId/policy-sets/:id/versions/:versionId", action: "policies.getSetVersion", summary: "Get a policy-set version" },
+  { method: "POST", path: "/zones/:zoneId/policy-sets/:id/activate", action: "policies.activateSet", bodyError: "invalid_body", summary: "Activate a policy-set version (202, asynchronous)" },
+  { method: "GET", path: "/zones/:zoneId/policy-sets/:id/activation-status", action: "policies.activationStatus", summary: "Propagation status of an activation" },
+  { method: "POST", path: "/zones/:zoneId/policy-sets/:id/simulate", action: "policies.simulate", bodyError: "invalid_body", summary: "Dry-run a policy-set version, executing it with OPA when an input is given" },
 ];
 
 /** Services whose actions the route table names; /ready waits for each of them. */

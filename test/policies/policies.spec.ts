@@ -158,10 +158,10 @@ describe("validate", () => {
     expect(r.status).toBe(422);
     expect(r.body.details.detail).toBe("rego_type_error");
     expect(r.body.details.errors).toEqual([{ code: "rego_type_error", message: "undefined function uuid.rfc4122", row: 4, col: 7 }]);
-    // A spacing the text check does not read as a call is still refused by OPA.
-    const spaced = await validate("# caracal:data-document\npackage caracal.authz\nimport rego.v1\nt := time.now_ns( )\nx := opa.runtime\n");
-    expect(spaced.status).toBe(422);
-    expect(spaced.body.details.errors.map((e: { message: string }) => e.message)).toContain("undefined function time.now_ns");
+    // io.jwt.decode_verify reads the clock: not on the reference's list, refused by the capabilities.
+    const jwt = await validate('# caracal:data-document\npackage caracal.authz\nimport rego.v1\nok := io.jwt.decode_verify("t", {"secret": "s"})\n');
+    expect(jwt.status).toBe(422);
+    expect(jwt.body.details.errors).toEqual([{ code: "rego_type_error", message: "undefined function io.jwt.decode_verify", row: 4, col: 7 }]);
   });
 
   test("OPA's type errors come back too: a rule body without `if` in a rego.v1 module", async () => {
@@ -288,7 +288,7 @@ describe("policies", () => {
     expect(page.status).toBe(200);
     expect(page.body.items).toHaveLength(1);
     expect(page.body.next_cursor).toEqual(expect.any(String));
-    expect(page.headers.link).toMatch(/^<\/v1\/zones\/[^?]+\/policies\?.*cursor=.*limit=1.*>; rel="next"$/);
+    expect(page.headers.link).toMatch(/^<\/v1\/zones\/[^?]+\/policies\?limit=1&cursor=[A-Za-z0-9_-]+>; rel="next"$/);
     expect(Object.keys(page.body.items[0]).sort()).toEqual(["co_authored_by_operator", "created_at", "created_by", "description", "id", "name", "owner_type", "zone_id"]);
   });
 });

@@ -1,0 +1,99 @@
+// Policies and their immutable versions: one document per policy, one per version (numbered 1, 2, … per policy).
+import { Schema } from "mongoose";
+import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+
+export interface PolicyDoc {
+  _id: string;
+  zone_id: string;
+  name: string;
+  description: string | null;
+  owner_type: string;
+  created_by: string;
+  co_authored_by_operator: boolean;
+  created_at: Date;
+  archived_at: Date | null;
+}
+
+export interface PolicyVersionDoc {
+  _id: string;
+  policy_id: string;
+  zone_id: string;
+  version: number;
+  content: string;
+  content_sha256: string;
+  schema_version: string;
+  created_by: string;
+  created_at: Date;
+}
+
+export const policySchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    zone_id: { type: String, required: true },
+    name: { type: String, required: true },
+    description: { type: String, default: null },
+    owner_type: { type: String, required: true },
+    created_by: { type: String, required: true },
+    co_authored_by_operator: { type: Boolean, default: false },
+    created_at: { type: Date, required: true },
+    archived_at: { type: Date, default: null },
+    ...outboxFields,
+  },
+  { versionKey: false, _id: false },
+);
+// Names stay taken after archival (as in the reference); a clash is 409 policy_name_conflict.
+policySchema.index({ zone_id: 1, name: 1 }, { unique: true });
+policySchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addOutboxIndexes(policySchema);
+
+export const policyVersionSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    policy_id: { type: String, required: true },
+    zone_id: { type: String, required: true },
+    version: { type: Number, required: true },
+    content: { type: String, required: true },
+    content_sha256: { type: String, required: true },
+    schema_version: { type: String, required: true },
+    created_by: { type: String, required: true },
+    created_at: { type: Date, required: true },
+    ...outboxFields,
+  },
+  { versionKey: false, _id: false },
+);
+// Numbering without gaps or duplicates: a writer takes max+1 and retries when another took it first.
+policyVersionSchema.index({ policy_id: 1, version: 1 }, { unique: true });
+addOutboxIndexes(policyVersionSchema);
+
+export const toPublicPolicy = (p: PolicyDoc) => ({
+  id: p._id,
+  zone_id: p.zone_id,
+  name: p.name,
+  description: p.description ?? null,
+  owner_type: p.owner_type,
+  created_by: p.created_by,
+  co_authored_by_operator: p.co_authored_by_operator,
+  created_at: new Date(p.created_at).toISOString(),
+});
+
+export const toPublicPolicyVersion = (v: PolicyVersionDoc) => ({
+  id: v._id,
+  policy_id: v.policy_id,
+  version: v.version,
+  content: v.content,
+  content_sha256: v.content_sha256,
+  schema_version: v.schema_version,
+  created_by: v.created_by,
+  created_at: new Date(v.created_at).toISOString(),
+  archived_at: null,
+});
+
+/** The short form returned on create: no content. */
+export const versionSummary = (v: PolicyVersionDoc) => ({
+  id: v._id,
+  policy_id: v.policy_id,
+  version: v.version,
+  content_sha256: v.content_sha256,
+  schema_version: v.schema_version,
+  created_at: new Date(v.created_at).toISOString(),
+});

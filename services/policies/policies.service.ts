@@ -1,0 +1,656 @@
+// Policies: Rego data documents and their versions, policy sets with manifests, activation, and decisions
+// evaluated by the real Open Policy Agent (compiled to WebAssembly once per policy-set version).
+import type { ServiceSchema } from "moleculer";
+import { Errors } from "moleculer";
+import type { Model } from "mongoose";
+import Validator from "fastest-validator";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
+import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
+import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
+import { AppError, conflict, invalid, notFound } from "../../shared/errors";
+import { newId } from "../../shared/ids";
+import { config } from "../../shared/config";
+import { pathParams, lenientBody, anyQuery } from "../../shared/validation";
+import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
+import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
+import { policySchema, policyVersionSchema, toPublicPolicy, toPublicPolicyVersion, versionSummary, type PolicyDoc, type PolicyVersionDoc } from "./models/policy.model";
+import { policySetSchema, policySetVersionSchema, toPublicPolicySet, toPublicSetVersion, activeSlot, idleSlot, type PolicySetDoc, type PolicySetVersionDoc } from "./models/policy-set.model";
+import { checkRego, isSupportedSchemaVersion, DEFAULT_SCHEMA_VERSION, INPUT_SCHEMA_VERSION, OUTPUT_CONTRACT } from "./rego-check";
+import { manifestContractFailure, manifestSha256, normalizeManifest, contentSha256, inputWarnings, MANIFEST_MAX, type ManifestEntry, type ManifestMember } from "./manifest";
+import { Opa, type OpaError } from "./opa";
+import { Evaluator } from "./evaluator";
+import { POLICY_TEMPLATES } from "./templates";
+
+export const POLICY_INVALIDATE_STREAM = "caracal.policy.invalidate";
+
+/** The platform modules bundled with every policy-set version. */
+const CONTRACT_MODULES = [
+  { name: "decision-contract", content: readFileSync(join(__dirname, "decision-contract.rego"), "utf8") },
+  { name: "decision-result", content: readFileSync(join(__dirname, "decision-result.rego"), "utf8") },
+];
+
+const EXECUTED_REASON = "OPA evaluated the supplied input against the policy-set version and the platform decision contract without mutating active policy bindings";
+const NOT_EXECUTED_REASON = "simulation validates rollout contract and input shape without mutating active policy bindings";
+
+export interface Decision {
+  decision: "allow" | "deny";
+  evaluation_status: "complete";
+  determining_policies: { policy: string }[];
+  diagnostics: Record<string, unknown>[];
+}
+
+type DecisionOutcome = { ok: true; decision: Decision } | { ok: false; reason: string };
+
+interface Methods extends OutboxMethods, MongoMethods {
+  policies(): Model<PolicyDoc>;
+  policyVersions(): Model<PolicyVersionDoc>;
+  sets(): Model<PolicySetDoc>;
+  setVersions(): Model<PolicySetVersionDoc>;
+  kick(model: string, id: string, count: number): Promise<void>;
+  checkBody(ctx: ApiContext<RouteParams>, name: string): void;
+  requireZone(ctx: ApiContext, zoneId: string): Promise<void>;
+  assertRego(content: string, schemaVersion: string | undefined, withValidFlag: boolean): Promise<{ schemaVersion: string; preview: ReturnType<typeof checkRego> & { ok: true } }>;
+  insertNumbered<T extends { _id: string; version: number }>(model: Model<any>, scope: Record<string, string>, build: (version: number) => T & Record<string, unknown>): Promise<T>;
+  contractFailure(version: PolicySetVersionDoc): Promise<string | null>;
+  liveSetVersion(zoneId: string, setId: string, versionId: string): Promise<PolicySetVersionDoc | null>;
+  setVersionById(id: string): Promise<PolicySetVersionDoc | null>;
+  compiledBundle(version: PolicySetVersionDoc): Promise<Buffer>;
+  buildBundle(manifest: ManifestEntry[]): Promise<{ ok: true; wasm: Buffer } | { ok: false; errors: OpaError[] }>;
+  decide(version: PolicySetVersionDoc, input: unknown): Promise<DecisionOutcome>;
+  outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined): Promise<Record<string, unknown>>;
+}
+
+const validator = new Validator();
+const idString = { type: "string", min: 1 } as const;
+const schemaVersionField = { type: "string", optional: true } as const;
+
+/** Bodies checked inside the handler, where the reference checks them after the zone (fields `body.*`). */
+const BODY_CHECKS = {
+  createPolicy: validator.compile({
+    body: lenientBody({
+      name: { type: "string", trim: true, min: 1, max: 256 },
+      description: { type: "string", optional: true, max: 4096 },
+      owner_type: { type: "string", optional: true, min: 1, max: 64 },
+      content: { type: "string", min: 1 },
+      schema_version: schemaVersionField,
+    }),
+  }),
+  createSet: validator.compile({
+    body: lenientBody({ name: { type: "string", trim: true, min: 1, max: 256 }, description: { type: "string", optional: true, max: 4096 } }),
+  }),
+} as Record<string, (v: unknown) => true | unknown[] | Promise<true | unknown[]>>;
+
+const zoneParams = pathParams("zoneId");
+const idParams = pathParams("zoneId", "id");
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A bounded map kept in insertion order; the oldest entry goes when it is full. */
+function remember<K, V>(map: Map<K, V>, key: K, value: V, max = 512): V {
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value as K);
+  return value;
+}
+
+const PoliciesService: ServiceSchema<any, Methods> = {
+  name: "policies",
+  mixins: [
+    MongoMixin({
+      Policy: { schema: policySchema, collection: "policies" },
+      PolicyVersion: { schema: policyVersionSchema, collection: "policy_versions" },
+      PolicySet: { schema: policySetSchema, collection: "policy_sets" },
+      PolicySetVersion: { schema: policySetVersionSchema, collection: "policy_set_versions" },
+    }),
+    OutboxMixin(["Policy", "PolicyVersion", "PolicySet", "PolicySetVersion"]),
+  ],
+
+  settings: {
+    /** Time limit of one decision; past it the evaluation fails (never a 5xx from simulate). */
+    evalTimeoutMs: 1000,
+  },
+
+  actions: {
+    validate: {
+      params: { body: lenientBody({ content: { type: "string", min: 1 }, schema_version: schemaVersionField }) },
+      async handler(ctx: ApiContext<RouteParams<{}, { content: string; schema_version?: string }>>) {
+        const { schemaVersion, preview } = await this.assertRego(ctx.params.body.content, ctx.params.body.schema_version, true);
+        return { valid: true, schema_version: schemaVersion, input_schema_version: INPUT_SCHEMA_VERSION, output_contract: OUTPUT_CONTRACT, preview: preview.preview };
+      },
+    },
+
+    templates: {
+      params: { query: anyQuery },
+      handler() {
+        return { items: POLICY_TEMPLATES, next_cursor: null };
+      },
+    },
+
+    list: {
+      params: { params: zoneParams, query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
+        const q = parseListQuery(ctx.params.query);
+        const rows = await this.policies()
+          .find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0 })
+          .sort(keysetSort())
+          .limit(q.limit + 1)
+          .lean<PolicyDoc[]>();
+        return pageOf(rows, q, toPublicPolicy);
+      },
+    },
+
+    get: {
+      params: { params: idParams },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const policy = await this.policies().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _outbox: 0 }).lean<PolicyDoc>();
+        if (!policy) throw notFound("policy_not_found", "policy not found");
+        const versions = await this.policyVersions().find({ policy_id: id }, { _outbox: 0 }).sort({ version: -1 }).lean<PolicyVersionDoc[]>();
+        return { ...toPublicPolicy(policy), versions: versions.map(toPublicPolicyVersion) };
+      },
+    },
+
+    create: {
+      params: { params: zoneParams },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; description?: string; owner_type?: string; content: string; schema_version?: string }>>) {
+        const { zoneId } = ctx.params.params;
+        await this.requireZone(ctx, zoneId);
+        this.checkBody(ctx, "createPolicy");
+        const body = ctx.params.body;
+        assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.policyName);
+        const { schemaVersion } = await this.assertRego(body.content, body.schema_version, false);
+
+        const now = new Date();
+        const createdBy = ctx.meta.actor?.name ?? "system";
+        const policyId = newId();
+        const version: PolicyVersionDoc = {
+          _id: newId(), policy_id: policyId, zone_id: zoneId, version: 1, content: body.content,
+          content_sha256: contentSha256(body.content), schema_version: schemaVersion, created_by: createdBy, created_at: now,
+        };
+        const policy: PolicyDoc = {
+          _id: policyId, zone_id: zoneId, name: body.name, description: body.description ?? null, owner_type: body.owner_type ?? "customer",
+          created_by: createdBy, co_authored_by_operator: false, created_at: now, archived_at: null,
+        };
+        // Version first: until the policy document exists the version is an orphan nobody can see or
+        // reference (reads join on the policy), so a crash between the two writes leaves nothing visible.
+        await this.policyVersions().create(version);
+        try {
+          await this.policies().create({ ...policy, ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy", policyId, "created", { version_id: version._id })]) });
+        } catch (err) {
+          await this.policyVersions().deleteOne({ _id: version._id }).catch(() => undefined);
+          if (isDuplicateKey(err)) throw conflict("policy_name_conflict", "a policy with this name already exists in the zone");
+          throw err;
+        }
+        await this.kick("Policy", policyId, 1);
+        return created(ctx, `/v1/zones/${zoneId}/policies/${policyId}`, {
+          id: policyId, version_id: version._id, zone_id: zoneId, name: policy.name, description: policy.description, version: versionSummary(version),
+        });
+      },
+    },
+
+    createVersion: {
+      params: { params: idParams, body: lenientBody({ content: { type: "string", min: 1 }, schema_version: schemaVersionField }) },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { content: string; schema_version?: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const { content } = ctx.params.body;
+        const { schemaVersion } = await this.assertRego(content, ctx.params.body.schema_version, false);
+        const policy = await this.policies().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _id: 1 }).lean();
+        if (!policy) throw notFound("policy_not_found", "policy not found");
+        const now = new Date();
+        const versionId = newId();
+        const doc = await this.insertNumbered<PolicyVersionDoc>(this.policyVersions(), { policy_id: id }, (version) => ({
+          _id: versionId, policy_id: id, zone_id: zoneId, version, content, content_sha256: contentSha256(content), schema_version: schemaVersion,
+          created_by: ctx.meta.actor?.name ?? "system", created_at: now,
+          ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_version", versionId, "created", { policy_id: id, version })]),
+        }));
+        await this.kick("PolicyVersion", doc._id, 1);
+        return created(ctx, `/v1/zones/${zoneId}/policies/${id}`, { version_id: doc._id, ...versionSummary(doc) });
+      },
+    },
+
+    remove: {
+      params: { params: idParams },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const res = await this.locked(this.policies(), id, () =>
+          this.policies().updateOne({ _id: id, zone_id: zoneId, archived_at: null }, pushEvents({ $set: { archived_at: new Date() } }, [this.zoneEvent(ctx, zoneId, "policy", id, "deleted")])),
+        );
+        if (res.matchedCount !== 1) throw notFound("policy_not_found", "policy not found");
+        await this.kick("Policy", id, 1);
+        return noContent(ctx);
+      },
+    },
+
+    listSets: {
+      params: { params: zoneParams, query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
+        const q = parseListQuery(ctx.params.query);
+        const rows = await this.sets()
+          .find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0 })
+          .sort(keysetSort())
+          .limit(q.limit + 1)
+          .lean<PolicySetDoc[]>();
+        return pageOf(rows, q, toPublicPolicySet);
+      },
+    },
+
+    getSet: {
+      params: { params: idParams },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _outbox: 0 }).lean<PolicySetDoc>();
+        if (!set) throw notFound("policy_set_not_found", "policy set not found");
+        return toPublicPolicySet(set);
+      },
+    },
+
+    createSet: {
+      params: { params: zoneParams },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; description?: string }>>) {
+        const { zoneId } = ctx.params.params;
+        await this.requireZone(ctx, zoneId);
+        this.checkBody(ctx, "createSet");
+        const body = ctx.params.body;
+        const id = newId();
+        const set: PolicySetDoc = {
+          _id: id, zone_id: zoneId, name: body.name, description: body.description ?? null, created_by: ctx.meta.actor?.name ?? "system",
+          co_authored_by_operator: false, created_at: new Date(), archived_at: null, active_version_id: null, shadow_version_id: null,
+          active_slot: idleSlot(id), activated_at: null,
+        };
+        try {
+          await this.sets().create({ ...set, ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_set", id, "created")]) });
+        } catch (err) {
+          if (isDuplicateKey(err)) throw conflict("policy_set_name_conflict", "a policy set with this name already exists in the zone");
+          throw err;
+        }
+        await this.kick("PolicySet", id, 1);
+        const { active_version_id: _active, ...pub } = toPublicPolicySet(set);
+        void _active;
+        return created(ctx, `/v1/zones/${zoneId}/policy-sets/${id}`, pub);
+      },
+    },
+
+    createSetVersion: {
+      params: {
+        params: idParams,
+        body: lenientBody({
+          manifest: { type: "array", min: 1, max: MANIFEST_MAX, items: lenientBody({ policy_version_id: idString }) },
+          schema_version: schemaVersionField,
+        }),
+      },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { manifest: ManifestEntry[]; schema_version?: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const schemaVersion = ctx.params.body.schema_version ?? DEFAULT_SCHEMA_VERSION;
+        if (!isSupportedSchemaVersion(schemaVersion)) throw new AppError(422, "invalid_schema_version", `unsupported_schema_version:${schemaVersion}`, { detail: `unsupported_schema_version:${schemaVersion}` });
+        const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _id: 1 }).lean();
+        if (!set) throw notFound("policy_set_not_found", "policy set not found");
+        const manifest = normalizeManifest(ctx.params.body.manifest);
+        const draft = { _id: "", policy_set_id: id, zone_id: zoneId, version: 0, manifest, manifest_sha256: manifestSha256(manifest), schema_version: schemaVersion, created_by: "", created_at: new Date() };
+        const failure = await this.contractFailure(draft);
+        if (failure) throw new AppError(422, "invalid_policy_contract", failure, { detail: failure });
+        // Decision 5: the set version compiles with OPA together with the decision contract, or it is refused.
+        const bundle = await this.buildBundle(manifest);
+        if (!bundle.ok) {
+          throw new AppError(422, "invalid_policy_contract", "policy set bundle failed to compile with the decision contract", { detail: "policy set bundle failed to compile with the decision contract", errors: bundle.errors });
+        }
+        const versionId = newId();
+        const doc = await this.insertNumbered<PolicySetVersionDoc>(this.setVersions(), { policy_set_id: id }, (version) => ({
+          ...draft, _id: versionId, version, created_by: ctx.meta.actor?.name ?? "system",
+          ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_set_version", versionId, "created", { policy_set_id: id, version })]),
+        }));
+        await this.kick("PolicySetVersion", doc._id, 1);
+        remember(this.bundles, doc._id, Promise.resolve(bundle.wasm), 256);
+        remember(this.contractChecks, doc._id, null);
+        const pub = toPublicSetVersion(doc);
+        return created(ctx, `/v1/zones/${zoneId}/policy-sets/${id}/versions/${doc._id}`, {
+          version_id: doc._id, id: doc._id, policy_set_id: id, version: doc.version, manifest_sha256: doc.manifest_sha256, schema_version: doc.schema_version, created_at: pub.created_at,
+        });
+      },
+    },
+
+    getSetVersion: {
+      params: { params: pathParams("zoneId", "id", "versionId") },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string; versionId: string }>>) {
+        const { zoneId, id, versionId } = ctx.params.params;
+        const v = await this.setVersionById(versionId);
+        // Works for an archived set too: the versions are history.
+        if (!v || v.policy_set_id !== id || v.zone_id !== zoneId) throw notFound("policy_set_version_not_found", "policy set version not found");
+        return toPublicSetVersion(v);
+      },
+    },
+
+    activateSet: {
+      params: { params: idParams, body: lenientBody({ version_id: idString, shadow_version_id: { ...idString, optional: true } }) },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { version_id: string; shadow_version_id?: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const { version_id: versionId, shadow_version_id: shadowId } = ctx.params.body;
+        const version = await this.liveSetVersion(zoneId, id, versionId);
+        if (!version) throw notFound("version_not_found", "version not found in this policy set");
+        const failure = await this.contractFailure(version);
+        if (failure) throw new AppError(422, "invalid_policy_contract", failure, { detail: failure });
+        if (shadowId !== undefined) {
+          const shadow = await this.liveSetVersion(zoneId, id, shadowId);
+          if (!shadow) throw notFound("shadow_version_not_found", "shadow version not found in this policy set");
+          const shadowFailure = await this.contractFailure(shadow);
+          if (shadowFailure) throw new AppError(422, "invalid_shadow_policy_contract", shadowFailure, { detail: shadowFailure });
+        }
+        const invalidate: OutboxEntry = this.event(ctx, POLICY_INVALIDATE_STREAM, {
+          zone_id: zoneId, policy_set_id: id, policy_set_version_id: versionId, shadow_version_id: shadowId ?? null,
+        });
+        const changed = this.zoneEvent(ctx, zoneId, "policy_set", id, "updated", { activated_version_id: versionId, shadow_version_id: shadowId ?? null });
+        let res;
+        try {
+          // Binding, invalidation entry and zone event in one document write.
+          res = await this.locked(this.sets(), id, () =>
+            this.sets().updateOne(
+              { _id: id, zone_id: zoneId, archived_at: null },
+              pushEvents({ $set: { active_version_id: versionId, shadow_version_id: shadowId ?? null, active_slot: activeSlot(zoneId), activated_at: new Date() } }, [invalidate, changed]),
+            ),
+          );
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+          const other = await this.sets().findOne({ active_slot: activeSlot(zoneId) }, { _id: 1 }).lean<{ _id: string }>();
+          throw conflict("active_policy_set_conflict", "another policy set is active in this zone; archive it before activating this one", { active_policy_set_id: other?._id ?? null });
+        }
+        if (res.matchedCount !== 1) throw notFound("version_not_found", "version not found in this policy set");
+        await this.kick("PolicySet", id, 2);
+        // Warm the compiled bundle so the first decision after activation does not pay for the build.
+        void this.compiledBundle(version).catch(() => undefined);
+        ctx.meta.$statusCode = 202;
+        const q = new URLSearchParams({ version_id: versionId, outbox_id: invalidate.id });
+        return {
+          activated: true,
+          version_id: versionId,
+          shadow_version_id: shadowId ?? null,
+          outbox_id: invalidate.id,
+          status_url: `/v1/zones/${encodeURIComponent(zoneId)}/policy-sets/${encodeURIComponent(id)}/activation-status?${q.toString()}`,
+        };
+      },
+    },
+
+    activationStatus: {
+      params: { params: idParams, query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, {}, { version_id?: unknown; outbox_id?: unknown }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const query = ctx.params.query ?? {};
+        const issues = (["version_id", "outbox_id"] as const)
+          .filter((k) => query[k] !== undefined && (typeof query[k] !== "string" || (query[k] as string).length < 1))
+          .map((k) => ({ path: [k], message: `${k} must be a non-empty string` }));
+        if (issues.length) throw invalid("invalid_body", issues, "Request query failed validation");
+        const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }).lean<PolicySetDoc>();
+        if (!set) throw notFound("policy_set_binding_not_found", "policy set binding not found");
+        const versionId = (query.version_id as string | undefined) ?? set.active_version_id;
+        if (!versionId) throw notFound("active_policy_set_version_not_found", "the policy set has no active version");
+        const activeVersion = set.active_version_id ? await this.setVersionById(set.active_version_id) : null;
+        const active = set.active_version_id === versionId;
+        const outbox = await this.outboxState(set, versionId, query.outbox_id as string | undefined);
+        const sts = { state: "not_configured", detail: "no STS is configured for this control plane; runtimes follow caracal.policy.invalidate" };
+        const state = outbox.state as string;
+        const propagation = !active ? "waiting_for_activation" : state === "dead" || state === "mismatch" ? "failed" : state !== "dispatched" ? "waiting_for_outbox" : "waiting_for_sts";
+        return {
+          zone_id: zoneId,
+          policy_set_id: id,
+          version_id: versionId,
+          active,
+          active_version_id: set.active_version_id ?? null,
+          shadow_version_id: set.shadow_version_id ?? null,
+          manifest_sha256: activeVersion?.manifest_sha256 ?? null,
+          propagation_status: propagation,
+          outbox,
+          sts,
+        };
+      },
+    },
+
+    simulate: {
+      params: { params: idParams, body: lenientBody({ version_id: idString, input: { type: "object", optional: true } }) },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { version_id: string; input?: Record<string, unknown> | null }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const body = ctx.params.body;
+        if (body.input === null) throw invalid("invalid_body", [{ path: ["input"], message: "input must be an object" }], "Request body failed validation");
+        const version = await this.liveSetVersion(zoneId, id, body.version_id);
+        if (!version) throw notFound("version_not_found", "version not found in this policy set");
+        const failure = await this.contractFailure(version);
+        if (failure) throw new AppError(422, "invalid_policy_contract", failure, { detail: failure });
+        const base = {
+          dry_run: true,
+          policy_set_id: id,
+          version_id: version._id,
+          schema_version: version.schema_version,
+          input_schema_version: INPUT_SCHEMA_VERSION,
+          manifest_sha256: version.manifest_sha256,
+          policies: version.manifest.map((e) => e.policy_version_id),
+        };
+        if (body.input === undefined) {
+          return { ...base, would_activate: true, warnings: [], explanation: { evaluation: "not_executed", reason: NOT_EXECUTED_REASON }, result: null };
+        }
+        const warnings = inputWarnings(body.input, zoneId, INPUT_SCHEMA_VERSION);
+        const wouldActivate = warnings.length === 0;
+        const sv = body.input.schema_version;
+        const outcome: DecisionOutcome =
+          sv !== undefined && sv !== null && sv !== "" && sv !== INPUT_SCHEMA_VERSION
+            ? { ok: false, reason: `input schema_version ${String(sv)} is not supported; use ${INPUT_SCHEMA_VERSION}` }
+            : await this.decide(version, body.input);
+        if (!outcome.ok) {
+          return { ...base, would_activate: wouldActivate, warnings: [...warnings, `evaluation_failed:${outcome.reason}`], explanation: { evaluation: "failed", reason: outcome.reason }, result: null };
+        }
+        return {
+          ...base,
+          would_activate: wouldActivate,
+          warnings,
+          explanation: { evaluation: "executed", decision: outcome.decision.decision, policy_set_version_id: version._id, manifest_sha256: version.manifest_sha256, reason: EXECUTED_REASON },
+          result: outcome.decision,
+        };
+      },
+    },
+
+    removeSet: {
+      params: { params: idParams },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const res = await this.locked(this.sets(), id, async () => {
+          const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { active_slot: 1, active_version_id: 1 }).lean<PolicySetDoc>();
+          if (!set) return null;
+          const events = [this.zoneEvent(ctx, zoneId, "policy_set", id, "deleted")];
+          // Unlike the reference (§6.2), archiving an active set deactivates it and tells the runtimes.
+          const wasActive = set.active_slot === activeSlot(zoneId);
+          if (wasActive) events.unshift(this.event(ctx, POLICY_INVALIDATE_STREAM, { zone_id: zoneId, policy_set_id: id, policy_set_version_id: null, shadow_version_id: null, reason: "policy_set_archived" }));
+          const write = await this.sets().updateOne(
+            { _id: id, archived_at: null },
+            pushEvents({ $set: { archived_at: new Date(), active_slot: idleSlot(id), active_version_id: null, shadow_version_id: null } }, events),
+          );
+          return { matched: write.matchedCount, events: events.length };
+        });
+        if (!res || res.matched !== 1) throw notFound("policy_set_not_found", "policy set not found");
+        await this.kick("PolicySet", id, res.events);
+        return noContent(ctx);
+      },
+    },
+
+    /** Internal: the decision for a zone under its active policy set (what a runtime would enforce). */
+    decideForZone: {
+      visibility: "public",
+      params: { zone_id: "string", input: { type: "object" } },
+      async handler(ctx: ApiContext<{ zone_id: string; input: Record<string, unknown> }>) {
+        const set = await this.sets().findOne({ active_slot: activeSlot(ctx.params.zone_id), archived_at: null }, { _outbox: 0 }).lean<PolicySetDoc>();
+        const version = set?.active_version_id ? await this.setVersionById(set.active_version_id) : null;
+        if (!set || !version) {
+          return { policy_set_id: null, policy_set_version_id: null, result: { decision: "deny", evaluation_status: "complete", determining_policies: [], diagnostics: [{ reason: "no_active_policy_set" }] } };
+        }
+        const outcome = await this.decide(version, ctx.params.input);
+        if (!outcome.ok) throw new AppError(503, "policy_eval_failed", outcome.reason);
+        return { policy_set_id: set._id, policy_set_version_id: version._id, result: outcome.decision };
+      },
+    },
+  },
+
+  methods: {
+    policies(this: any) {
+      return this.models.Policy as Model<PolicyDoc>;
+    },
+    policyVersions(this: any) {
+      return this.models.PolicyVersion as Model<PolicyVersionDoc>;
+    },
+    sets(this: any) {
+      return this.models.PolicySet as Model<PolicySetDoc>;
+    },
+    setVersions(this: any) {
+      return this.models.PolicySetVersion as Model<PolicySetVersionDoc>;
+    },
+
+    /** Asks the relay to publish the entries just written (the mixin's hint signature is changing in the working tree). */
+    async kick(this: any, model: string, id: string, count: number) {
+      await (this.outboxKick as (...args: unknown[]) => unknown)(model, id, count);
+    },
+
+    /** Validates `ctx.params.body` with a compiled schema; failures take the route's body code in the gateway. */
+    checkBody(ctx: ApiContext<RouteParams>, name: string) {
+      const res = BODY_CHECKS[name]!({ body: ctx.params.body ?? {} });
+      if (res !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", res as unknown as object[]);
+    },
+
+    async requireZone(ctx: ApiContext, zoneId: string) {
+      const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
+      if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+    },
+
+    /** Schema version, the §2.2 checks, then OPA's compile; 422 with the reference's codes. */
+    async assertRego(content: string, schemaVersionIn: string | undefined, withValidFlag: boolean) {
+      const valid = withValidFlag ? { valid: false } : {};
+      const schemaVersion = schemaVersionIn ?? DEFAULT_SCHEMA_VERSION;
+      if (!isSupportedSchemaVersion(schemaVersion)) {
+        throw new AppError(422, "invalid_schema_version", `unsupported_schema_version:${schemaVersion}`, { ...valid, detail: `unsupported_schema_version:${schemaVersion}` });
+      }
+      const check = checkRego(content);
+      if (!check.ok) throw new AppError(422, "invalid_rego", `policy content failed validation: ${check.code}`, { ...valid, detail: check.code });
+      const errors: OpaError[] = await this.opa.check(content);
+      if (errors.length) {
+        throw new AppError(422, "invalid_rego", `OPA refused the policy: ${errors[0]!.message}`, { ...valid, detail: errors[0]!.code, errors });
+      }
+      return { schemaVersion, preview: check };
+    },
+
+    /** Inserts the next number in `scope`; a concurrent writer that took it makes this one retry. */
+    async insertNumbered(model: Model<any>, scope: Record<string, string>, build: (version: number) => any) {
+      for (let attempt = 0; ; attempt++) {
+        const last = await model.findOne(scope, { version: 1 }).sort({ version: -1 }).lean<{ version: number }>();
+        const doc = build((last?.version ?? 0) + 1);
+        try {
+          await model.create(doc);
+          return doc;
+        } catch (err) {
+          if (!isDuplicateKey(err) || attempt >= 50) throw err;
+          await sleep(Math.random() * Math.min(50, 2 + attempt * 3));
+        }
+      }
+    },
+
+    /** §3.3.1 for a stored (immutable) version: computed once, then remembered. */
+    async contractFailure(this: any, version: PolicySetVersionDoc) {
+      if (version._id && this.contractChecks.has(version._id)) return this.contractChecks.get(version._id);
+      const ids = [...new Set(version.manifest.map((e) => e.policy_version_id))];
+      const rows = await this.policyVersions().find({ _id: { $in: ids } }, { _outbox: 0 }).lean();
+      const owners = new Set((await this.policies().find({ _id: { $in: [...new Set(rows.map((r: PolicyVersionDoc) => r.policy_id))] } }, { _id: 1 }).lean()).map((p: { _id: string }) => p._id));
+      const members = new Map<string, ManifestMember>();
+      for (const r of rows as PolicyVersionDoc[]) if (owners.has(r.policy_id)) members.set(r._id, { id: r._id, zone_id: r.zone_id, schema_version: r.schema_version, content: r.content });
+      const failure = manifestContractFailure(version.manifest, version.schema_version, version.zone_id, members);
+      if (version._id) remember(this.contractChecks, version._id, failure);
+      return failure;
+    },
+
+    /** A version of a non-archived set in this zone, or null (→ version_not_found). */
+    async liveSetVersion(zoneId: string, setId: string, versionId: string) {
+      const set = await this.sets().findOne({ _id: setId, zone_id: zoneId, archived_at: null }, { _id: 1 }).lean();
+      if (!set) return null;
+      const v = await this.setVersionById(versionId);
+      return v && v.policy_set_id === setId && v.zone_id === zoneId ? v : null;
+    },
+
+    /** Set versions never change, so they are cached by id. */
+    async setVersionById(this: any, id: string) {
+      const hit = this.setVersionCache.get(id);
+      if (hit) return hit;
+      const v = await this.setVersions().findById(id, { _outbox: 0 }).lean();
+      if (v) remember(this.setVersionCache, id, v, 2048);
+      return v;
+    },
+
+    /** The version's compiled wasm: built once per version (single flight), then kept. */
+    compiledBundle(this: any, version: PolicySetVersionDoc) {
+      const hit = this.bundles.get(version._id);
+      if (hit) return hit;
+      const build = (async () => {
+        const res = await this.buildBundle(version.manifest);
+        if (!res.ok) throw new Error(`bundle does not compile: ${res.errors[0]?.message ?? "unknown error"}`);
+        return res.wasm;
+      })();
+      build.catch(() => this.bundles.delete(version._id));
+      return remember(this.bundles, version._id, build, 256);
+    },
+
+    async buildBundle(this: any, manifest: ManifestEntry[]) {
+      const rows = await this.policyVersions().find({ _id: { $in: manifest.map((e) => e.policy_version_id) } }, { content: 1 }).lean();
+      const byId = new Map((rows as { _id: string; content: string }[]).map((r) => [r._id, r.content]));
+      const modules = manifest.map((e) => ({ name: e.policy_version_id, content: byId.get(e.policy_version_id) ?? "" }));
+      return this.opa.buildWasm([...modules, ...CONTRACT_MODULES]);
+    },
+
+    async decide(this: any, version: PolicySetVersionDoc, input: unknown): Promise<DecisionOutcome> {
+      const res = await this.evaluator.evaluate(version._id, () => this.compiledBundle(version), input);
+      if (!res.ok) return { ok: false, reason: res.error };
+      const out = (res.result as { result?: Decision }[] | undefined)?.[0]?.result;
+      // An undefined result counts as deny, as in the reference runtime.
+      if (out === undefined) return { ok: true, decision: { decision: "deny", evaluation_status: "complete", determining_policies: [], diagnostics: [{ reason: "no_rule_matched" }] } };
+      if ((out.decision !== "allow" && out.decision !== "deny") || out.evaluation_status !== "complete") return { ok: false, reason: "the decision contract produced an invalid decision" };
+      return { ok: true, decision: out };
+    },
+
+    /** The invalidation entry of an activation, read back from the outbox state kept in the set document. */
+    async outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined) {
+      const entries = set._outbox ?? [];
+      let entry = outboxId ? entries.find((e) => e.id === outboxId) : [...entries].reverse().find((e) => e.stream === POLICY_INVALIDATE_STREAM && e.payload.policy_set_version_id === versionId);
+      let mismatch = false;
+      if (outboxId) {
+        if (!entry) {
+          // An entry of another set (or zone) is a mismatch, not a missing one.
+          const other = await this.sets().findOne({ "_outbox.id": outboxId }, { _outbox: 1 }).lean<PolicySetDoc>();
+          entry = other?._outbox?.find((e) => e.id === outboxId);
+        }
+        if (entry) {
+          const p = entry.payload;
+          mismatch = entry.stream !== POLICY_INVALIDATE_STREAM || p.zone_id !== set.zone_id || p.policy_set_id !== set._id || p.policy_set_version_id !== versionId;
+        }
+      }
+      if (!entry) return { id: outboxId ?? null, state: "missing", attempts: 0, last_error: null, dispatched_at: null };
+      const state = mismatch ? "mismatch" : entry.dispatched_at ? "dispatched" : entry.dead_at ? "dead" : "pending";
+      return {
+        id: entry.id,
+        state,
+        attempts: entry.attempts,
+        last_error: entry.last_error ?? null,
+        dispatched_at: entry.dispatched_at ? new Date(entry.dispatched_at).toISOString() : null,
+      };
+    },
+  },
+
+  created(this: any) {
+    this.opa = new Opa(this.settings.opaBin ?? config().opaBin);
+    this.evaluator = new Evaluator(this.settings.evalTimeoutMs);
+    this.bundles = new Map<string, Promise<Buffer>>();
+    this.contractChecks = new Map<string, string | null>();
+    this.setVersionCache = new Map<string, PolicySetVersionDoc>();
+  },
+
+  async started(this: any) {
+    await this.opa.init();
+  },
+
+  async stopped(this: any) {
+    await this.evaluator.stop();
+    await this.opa.close();
+  },
+};
+
+export default PoliciesService;
