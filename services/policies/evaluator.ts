@@ -10,7 +10,8 @@ interface Pending {
   input: unknown;
   wasm: () => Promise<Buffer>;
   resolve: (e: Evaluation) => void;
-  timer: NodeJS.Timeout;
+  /** Runs from the moment the worker has what it needs: building a bundle is not evaluation time. */
+  timer: NodeJS.Timeout | null;
 }
 
 export class Evaluator {
@@ -26,8 +27,7 @@ export class Evaluator {
     if (this.stopped) return Promise.resolve({ ok: false, error: "evaluator stopped" });
     return new Promise<Evaluation>((resolve) => {
       const id = ++this.seq;
-      const timer = setTimeout(() => this.timedOut(id), this.timeoutMs);
-      this.pending.set(id, { versionId, input, wasm, resolve, timer });
+      this.pending.set(id, { versionId, input, wasm, resolve, timer: null });
       this.send(id, false);
     });
   }
@@ -57,12 +57,15 @@ export class Evaluator {
     const p = this.pending.get(id);
     if (!p) return;
     if (!withWasm) {
+      this.arm(id, p);
       this.ensureWorker().postMessage({ id, versionId: p.versionId, input: p.input });
       return;
     }
     p.wasm().then(
       (wasm) => {
-        if (this.pending.has(id)) this.ensureWorker().postMessage({ id, versionId: p.versionId, input: p.input, wasm });
+        if (!this.pending.has(id)) return;
+        this.arm(id, p);
+        this.ensureWorker().postMessage({ id, versionId: p.versionId, input: p.input, wasm });
       },
       (err: Error) => this.finish(id, p, { ok: false, error: `policy bundle unavailable: ${err.message}` }),
     );
@@ -75,8 +78,13 @@ export class Evaluator {
     this.finish(msg.id, p, msg.error !== undefined ? { ok: false, error: msg.error } : { ok: true, result: msg.result });
   }
 
+  private arm(id: number, p: Pending): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = setTimeout(() => this.timedOut(id), this.timeoutMs);
+  }
+
   private finish(id: number, p: Pending, e: Evaluation): void {
-    clearTimeout(p.timer);
+    if (p.timer) clearTimeout(p.timer);
     this.pending.delete(id);
     p.resolve(e);
   }

@@ -15,8 +15,8 @@ async function policyFor(msg) {
     return hit;
   }
   if (!msg.wasm) return null;
-  // 64 MiB of wasm memory at most: a runaway policy fails instead of exhausting the process.
-  const policy = await loadPolicy(msg.wasm, { initial: 5, maximum: 1024 });
+  // 256 MiB of wasm memory at most: a runaway policy fails (or hits the time limit) instead of exhausting the process.
+  const policy = await loadPolicy(msg.wasm, { initial: 5, maximum: 4096 });
   loaded.set(msg.versionId, policy);
   if (loaded.size > MAX_LOADED) loaded.delete(loaded.keys().next().value);
   return policy;

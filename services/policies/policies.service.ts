@@ -49,11 +49,11 @@ interface Methods extends OutboxMethods, MongoMethods {
   policyVersions(): Model<PolicyVersionDoc>;
   sets(): Model<PolicySetDoc>;
   setVersions(): Model<PolicySetVersionDoc>;
-  kick(model: string, id: string, count: number): Promise<void>;
   checkBody(ctx: ApiContext<RouteParams>, name: string): void;
   requireZone(ctx: ApiContext, zoneId: string): Promise<void>;
   assertRego(content: string, schemaVersion: string | undefined, withValidFlag: boolean): Promise<{ schemaVersion: string; preview: ReturnType<typeof checkRego> & { ok: true } }>;
-  insertNumbered<T extends { _id: string; version: number }>(model: Model<any>, scope: Record<string, string>, build: (version: number) => T & Record<string, unknown>): Promise<T>;
+  insertNumbered<T extends { _id: string; version: number }>(parent: Model<any>, parentId: string, live: (p: any) => boolean, child: Model<any>, scope: string, build: (version: number) => T & Record<string, unknown>): Promise<T | null>;
+  liveSet(zoneId: string, setId: string): Promise<PolicySetDoc | null>;
   contractFailure(version: PolicySetVersionDoc): Promise<string | null>;
   liveSetVersion(zoneId: string, setId: string, versionId: string): Promise<PolicySetVersionDoc | null>;
   setVersionById(id: string): Promise<PolicySetVersionDoc | null>;
@@ -85,8 +85,6 @@ const BODY_CHECKS = {
 
 const zoneParams = pathParams("zoneId");
 const idParams = pathParams("zoneId", "id");
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A bounded map kept in insertion order; the oldest entry goes when it is full. */
 function remember<K, V>(map: Map<K, V>, key: K, value: V, max = 512): V {
@@ -145,10 +143,11 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       params: { params: idParams },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
-        const policy = await this.policies().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _outbox: 0 }).lean<PolicyDoc>();
-        if (!policy) throw notFound("policy_not_found", "policy not found");
-        const versions = await this.policyVersions().find({ policy_id: id }, { _outbox: 0 }).sort({ version: -1 }).lean<PolicyVersionDoc[]>();
-        return { ...toPublicPolicy(policy), versions: versions.map(toPublicPolicyVersion) };
+        const policy = await this.policies().findById(id, { _outbox: 0 }).lean<PolicyDoc>();
+        if (!policy || policy.zone_id !== zoneId || policy.archived_at) throw notFound("policy_not_found", "policy not found");
+        const versions = await Promise.all(policy.version_ids.map((v) => this.policyVersions().findById(v, { _outbox: 0 }).lean<PolicyVersionDoc>()));
+        const rows = versions.filter((v): v is PolicyVersionDoc => v !== null).sort((a, b) => b.version - a.version);
+        return { ...toPublicPolicy(policy), versions: rows.map(toPublicPolicyVersion) };
       },
     },
 
@@ -171,7 +170,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         };
         const policy: PolicyDoc = {
           _id: policyId, zone_id: zoneId, name: body.name, description: body.description ?? null, owner_type: body.owner_type ?? "customer",
-          created_by: createdBy, co_authored_by_operator: false, created_at: now, archived_at: null,
+          created_by: createdBy, co_authored_by_operator: false, created_at: now, archived_at: null, version_ids: [version._id],
         };
         // Version first: until the policy document exists the version is an orphan nobody can see or
         // reference (reads join on the policy), so a crash between the two writes leaves nothing visible.
@@ -183,7 +182,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           if (isDuplicateKey(err)) throw conflict("policy_name_conflict", "a policy with this name already exists in the zone");
           throw err;
         }
-        await this.kick("Policy", policyId, 1);
+        await this.outboxKick("Policy", policyId, 1);
         return created(ctx, `/v1/zones/${zoneId}/policies/${policyId}`, {
           id: policyId, version_id: version._id, zone_id: zoneId, name: policy.name, description: policy.description, version: versionSummary(version),
         });
@@ -196,16 +195,16 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const { zoneId, id } = ctx.params.params;
         const { content } = ctx.params.body;
         const { schemaVersion } = await this.assertRego(content, ctx.params.body.schema_version, false);
-        const policy = await this.policies().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _id: 1 }).lean();
-        if (!policy) throw notFound("policy_not_found", "policy not found");
         const now = new Date();
         const versionId = newId();
-        const doc = await this.insertNumbered<PolicyVersionDoc>(this.policyVersions(), { policy_id: id }, (version) => ({
+        const live = (p: PolicyDoc) => p.zone_id === zoneId && !p.archived_at;
+        const doc = await this.insertNumbered<PolicyVersionDoc>(this.policies(), id, live, this.policyVersions(), "policy_id", (version) => ({
           _id: versionId, policy_id: id, zone_id: zoneId, version, content, content_sha256: contentSha256(content), schema_version: schemaVersion,
           created_by: ctx.meta.actor?.name ?? "system", created_at: now,
           ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_version", versionId, "created", { policy_id: id, version })]),
         }));
-        await this.kick("PolicyVersion", doc._id, 1);
+        if (!doc) throw notFound("policy_not_found", "policy not found");
+        await this.outboxKick("PolicyVersion", doc._id, 1);
         return created(ctx, `/v1/zones/${zoneId}/policies/${id}`, { version_id: doc._id, ...versionSummary(doc) });
       },
     },
@@ -214,11 +213,14 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       params: { params: idParams },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
-        const res = await this.locked(this.policies(), id, () =>
-          this.policies().updateOne({ _id: id, zone_id: zoneId, archived_at: null }, pushEvents({ $set: { archived_at: new Date() } }, [this.zoneEvent(ctx, zoneId, "policy", id, "deleted")])),
-        );
-        if (res.matchedCount !== 1) throw notFound("policy_not_found", "policy not found");
-        await this.kick("Policy", id, 1);
+        const archived = await this.locked(this.policies(), id, async () => {
+          const policy = await this.policies().findById(id, { zone_id: 1, archived_at: 1 }).lean<PolicyDoc>();
+          if (!policy || policy.zone_id !== zoneId || policy.archived_at) return false;
+          await this.policies().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date() } }, [this.zoneEvent(ctx, zoneId, "policy", id, "deleted")]));
+          return true;
+        });
+        if (!archived) throw notFound("policy_not_found", "policy not found");
+        await this.outboxKick("Policy", id, 1);
         return noContent(ctx);
       },
     },
@@ -240,7 +242,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       params: { params: idParams },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
-        const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _outbox: 0 }).lean<PolicySetDoc>();
+        const set = await this.liveSet(zoneId, id);
         if (!set) throw notFound("policy_set_not_found", "policy set not found");
         return toPublicPolicySet(set);
       },
@@ -257,7 +259,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const set: PolicySetDoc = {
           _id: id, zone_id: zoneId, name: body.name, description: body.description ?? null, created_by: ctx.meta.actor?.name ?? "system",
           co_authored_by_operator: false, created_at: new Date(), archived_at: null, active_version_id: null, shadow_version_id: null,
-          active_slot: idleSlot(id), activated_at: null,
+          active_slot: idleSlot(id), activated_at: null, version_ids: [],
         };
         try {
           await this.sets().create({ ...set, ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_set", id, "created")]) });
@@ -265,7 +267,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           if (isDuplicateKey(err)) throw conflict("policy_set_name_conflict", "a policy set with this name already exists in the zone");
           throw err;
         }
-        await this.kick("PolicySet", id, 1);
+        await this.outboxKick("PolicySet", id, 1);
         const { active_version_id: _active, ...pub } = toPublicPolicySet(set);
         void _active;
         return created(ctx, `/v1/zones/${zoneId}/policy-sets/${id}`, pub);
@@ -284,8 +286,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const { zoneId, id } = ctx.params.params;
         const schemaVersion = ctx.params.body.schema_version ?? DEFAULT_SCHEMA_VERSION;
         if (!isSupportedSchemaVersion(schemaVersion)) throw new AppError(422, "invalid_schema_version", `unsupported_schema_version:${schemaVersion}`, { detail: `unsupported_schema_version:${schemaVersion}` });
-        const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { _id: 1 }).lean();
-        if (!set) throw notFound("policy_set_not_found", "policy set not found");
+        if (!(await this.liveSet(zoneId, id))) throw notFound("policy_set_not_found", "policy set not found");
         const manifest = normalizeManifest(ctx.params.body.manifest);
         const draft = { _id: "", policy_set_id: id, zone_id: zoneId, version: 0, manifest, manifest_sha256: manifestSha256(manifest), schema_version: schemaVersion, created_by: "", created_at: new Date() };
         const failure = await this.contractFailure(draft);
@@ -296,11 +297,13 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           throw new AppError(422, "invalid_policy_contract", "policy set bundle failed to compile with the decision contract", { detail: "policy set bundle failed to compile with the decision contract", errors: bundle.errors });
         }
         const versionId = newId();
-        const doc = await this.insertNumbered<PolicySetVersionDoc>(this.setVersions(), { policy_set_id: id }, (version) => ({
+        const live = (set: PolicySetDoc) => set.zone_id === zoneId && !set.archived_at;
+        const doc = await this.insertNumbered<PolicySetVersionDoc>(this.sets(), id, live, this.setVersions(), "policy_set_id", (version) => ({
           ...draft, _id: versionId, version, created_by: ctx.meta.actor?.name ?? "system",
           ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_set_version", versionId, "created", { policy_set_id: id, version })]),
         }));
-        await this.kick("PolicySetVersion", doc._id, 1);
+        if (!doc) throw notFound("policy_set_not_found", "policy set not found");
+        await this.outboxKick("PolicySetVersion", doc._id, 1);
         remember(this.bundles, doc._id, Promise.resolve(bundle.wasm), 256);
         remember(this.contractChecks, doc._id, null);
         const pub = toPublicSetVersion(doc);
@@ -343,19 +346,20 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         let res;
         try {
           // Binding, invalidation entry and zone event in one document write.
-          res = await this.locked(this.sets(), id, () =>
-            this.sets().updateOne(
-              { _id: id, zone_id: zoneId, archived_at: null },
+          res = await this.locked(this.sets(), id, async () => {
+            if (!(await this.liveSet(zoneId, id))) return { matchedCount: 0 };
+            return this.sets().updateOne(
+              { _id: id },
               pushEvents({ $set: { active_version_id: versionId, shadow_version_id: shadowId ?? null, active_slot: activeSlot(zoneId), activated_at: new Date() } }, [invalidate, changed]),
-            ),
-          );
+            );
+          });
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
           const other = await this.sets().findOne({ active_slot: activeSlot(zoneId) }, { _id: 1 }).lean<{ _id: string }>();
           throw conflict("active_policy_set_conflict", "another policy set is active in this zone; archive it before activating this one", { active_policy_set_id: other?._id ?? null });
         }
         if (res.matchedCount !== 1) throw notFound("version_not_found", "version not found in this policy set");
-        await this.kick("PolicySet", id, 2);
+        await this.outboxKick("PolicySet", id, 2);
         // Warm the compiled bundle so the first decision after activation does not pay for the build.
         void this.compiledBundle(version).catch(() => undefined);
         ctx.meta.$statusCode = 202;
@@ -379,8 +383,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           .filter((k) => query[k] !== undefined && (typeof query[k] !== "string" || (query[k] as string).length < 1))
           .map((k) => ({ path: [k], message: `${k} must be a non-empty string` }));
         if (issues.length) throw invalid("invalid_body", issues, "Request query failed validation");
-        const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }).lean<PolicySetDoc>();
-        if (!set) throw notFound("policy_set_binding_not_found", "policy set binding not found");
+        const set = await this.sets().findById(id).lean<PolicySetDoc>();
+        if (!set || set.zone_id !== zoneId || set.archived_at) throw notFound("policy_set_binding_not_found", "policy set binding not found");
         const versionId = (query.version_id as string | undefined) ?? set.active_version_id;
         if (!versionId) throw notFound("active_policy_set_version_not_found", "the policy set has no active version");
         const activeVersion = set.active_version_id ? await this.setVersionById(set.active_version_id) : null;
@@ -451,20 +455,20 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
         const res = await this.locked(this.sets(), id, async () => {
-          const set = await this.sets().findOne({ _id: id, zone_id: zoneId, archived_at: null }, { active_slot: 1, active_version_id: 1 }).lean<PolicySetDoc>();
+          const set = await this.liveSet(zoneId, id);
           if (!set) return null;
           const events = [this.zoneEvent(ctx, zoneId, "policy_set", id, "deleted")];
           // Unlike the reference (§6.2), archiving an active set deactivates it and tells the runtimes.
           const wasActive = set.active_slot === activeSlot(zoneId);
           if (wasActive) events.unshift(this.event(ctx, POLICY_INVALIDATE_STREAM, { zone_id: zoneId, policy_set_id: id, policy_set_version_id: null, shadow_version_id: null, reason: "policy_set_archived" }));
           const write = await this.sets().updateOne(
-            { _id: id, archived_at: null },
+            { _id: id },
             pushEvents({ $set: { archived_at: new Date(), active_slot: idleSlot(id), active_version_id: null, shadow_version_id: null } }, events),
           );
           return { matched: write.matchedCount, events: events.length };
         });
         if (!res || res.matched !== 1) throw notFound("policy_set_not_found", "policy set not found");
-        await this.kick("PolicySet", id, res.events);
+        await this.outboxKick("PolicySet", id, res.events);
         return noContent(ctx);
       },
     },
@@ -500,11 +504,6 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       return this.models.PolicySetVersion as Model<PolicySetVersionDoc>;
     },
 
-    /** Asks the relay to publish the entries just written (the mixin's hint signature is changing in the working tree). */
-    async kick(this: any, model: string, id: string, count: number) {
-      await (this.outboxKick as (...args: unknown[]) => unknown)(model, id, count);
-    },
-
     /** Validates `ctx.params.body` with a compiled schema; failures take the route's body code in the gateway. */
     checkBody(ctx: ApiContext<RouteParams>, name: string) {
       const res = BODY_CHECKS[name]!({ body: ctx.params.body ?? {} });
@@ -532,27 +531,46 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       return { schemaVersion, preview: check };
     },
 
-    /** Inserts the next number in `scope`; a concurrent writer that took it makes this one retry. */
-    async insertNumbered(model: Model<any>, scope: Record<string, string>, build: (version: number) => any) {
-      for (let attempt = 0; ; attempt++) {
-        const last = await model.findOne(scope, { version: 1 }).sort({ version: -1 }).lean<{ version: number }>();
-        const doc = build((last?.version ?? 0) + 1);
-        try {
-          await model.create(doc);
+    /**
+     * Inserts the parent's next version under the parent's lock, then lists it on the parent. A number
+     * already taken (a writer that crashed between the two writes) is adopted into the list and skipped,
+     * so numbers have no gaps and the unique index rules out duplicates. Null when the parent is gone.
+     */
+    async insertNumbered(parent: Model<any>, parentId: string, live: (p: any) => boolean, child: Model<any>, scope: string, build: (version: number) => any) {
+      return this.locked(parent, parentId, async () => {
+        const p = await parent.findById(parentId, { version_ids: 1, zone_id: 1, archived_at: 1 }).lean<{ version_ids?: string[] }>();
+        if (!p || !live(p)) return null;
+        let next = (p.version_ids?.length ?? 0) + 1;
+        for (let attempt = 0; attempt < 20; attempt++, next++) {
+          const doc = build(next);
+          try {
+            await child.create(doc);
+          } catch (err) {
+            if (!isDuplicateKey(err)) throw err;
+            const leftover = await child.findOne({ [scope]: parentId, version: next }, { _id: 1 }).lean<{ _id: string }>();
+            if (leftover) await parent.updateOne({ _id: parentId }, { $push: { version_ids: leftover._id } });
+            continue;
+          }
+          await parent.updateOne({ _id: parentId }, { $push: { version_ids: doc._id } });
           return doc;
-        } catch (err) {
-          if (!isDuplicateKey(err) || attempt >= 50) throw err;
-          await sleep(Math.random() * Math.min(50, 2 + attempt * 3));
         }
-      }
+        throw new AppError(503, "write_busy", "could not allocate a version number; retry");
+      });
+    },
+
+    /** A non-archived set of this zone, read by id (the only lookup FerretDB answers without a scan). */
+    async liveSet(zoneId: string, setId: string) {
+      const set = await this.sets().findById(setId, { _outbox: 0 }).lean<PolicySetDoc>();
+      return set && set.zone_id === zoneId && !set.archived_at ? set : null;
     },
 
     /** §3.3.1 for a stored (immutable) version: computed once, then remembered. */
     async contractFailure(this: any, version: PolicySetVersionDoc) {
       if (version._id && this.contractChecks.has(version._id)) return this.contractChecks.get(version._id);
       const ids = [...new Set(version.manifest.map((e) => e.policy_version_id))];
-      const rows = await this.policyVersions().find({ _id: { $in: ids } }, { _outbox: 0 }).lean();
-      const owners = new Set((await this.policies().find({ _id: { $in: [...new Set(rows.map((r: PolicyVersionDoc) => r.policy_id))] } }, { _id: 1 }).lean()).map((p: { _id: string }) => p._id));
+      const rows = (await Promise.all(ids.map((id) => this.policyVersions().findById(id, { _outbox: 0 }).lean()))).filter(Boolean) as PolicyVersionDoc[];
+      const ownerIds = [...new Set(rows.map((r) => r.policy_id))];
+      const owners = new Set((await Promise.all(ownerIds.map((id) => this.policies().findById(id, { _id: 1 }).lean()))).filter(Boolean).map((p: any) => p._id as string));
       const members = new Map<string, ManifestMember>();
       for (const r of rows as PolicyVersionDoc[]) if (owners.has(r.policy_id)) members.set(r._id, { id: r._id, zone_id: r.zone_id, schema_version: r.schema_version, content: r.content });
       const failure = manifestContractFailure(version.manifest, version.schema_version, version.zone_id, members);
@@ -562,9 +580,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
 
     /** A version of a non-archived set in this zone, or null (→ version_not_found). */
     async liveSetVersion(zoneId: string, setId: string, versionId: string) {
-      const set = await this.sets().findOne({ _id: setId, zone_id: zoneId, archived_at: null }, { _id: 1 }).lean();
+      const [set, v] = await Promise.all([this.liveSet(zoneId, setId), this.setVersionById(versionId)]);
       if (!set) return null;
-      const v = await this.setVersionById(versionId);
       return v && v.policy_set_id === setId && v.zone_id === zoneId ? v : null;
     },
 
@@ -591,8 +608,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     },
 
     async buildBundle(this: any, manifest: ManifestEntry[]) {
-      const rows = await this.policyVersions().find({ _id: { $in: manifest.map((e) => e.policy_version_id) } }, { content: 1 }).lean();
-      const byId = new Map((rows as { _id: string; content: string }[]).map((r) => [r._id, r.content]));
+      const rows = await Promise.all(manifest.map((e) => this.policyVersions().findById(e.policy_version_id, { content: 1 }).lean()));
+      const byId = new Map((rows.filter(Boolean) as { _id: string; content: string }[]).map((r) => [r._id, r.content]));
       const modules = manifest.map((e) => ({ name: e.policy_version_id, content: byId.get(e.policy_version_id) ?? "" }));
       return this.opa.buildWasm([...modules, ...CONTRACT_MODULES]);
     },

@@ -17,6 +17,8 @@ export interface PolicySetDoc {
   /** `zone:<zoneId>` while this set is the zone's active one, `set:<id>` otherwise (see the unique index). */
   active_slot: string;
   activated_at: Date | null;
+  /** Version ids in order; the numbering counter (see policy.model.ts). */
+  version_ids: string[];
   _outbox?: { id: string; stream: string; payload: Record<string, unknown>; attempts: number; last_error: string | null; dispatched_at: Date | null; dead_at: Date | null; created_at: Date }[];
 }
 
@@ -49,6 +51,7 @@ export const policySetSchema = new Schema(
     shadow_version_id: { type: String, default: null },
     active_slot: { type: String, required: true },
     activated_at: { type: Date, default: null },
+    version_ids: { type: [String], default: [] },
     ...outboxFields,
   },
   { versionKey: false, _id: false },

@@ -12,6 +12,8 @@ export interface PolicyDoc {
   co_authored_by_operator: boolean;
   created_at: Date;
   archived_at: Date | null;
+  /** Version ids in order (version n is at n-1): the list GET reads by id, and the numbering counter. */
+  version_ids: string[];
 }
 
 export interface PolicyVersionDoc {
@@ -37,6 +39,7 @@ export const policySchema = new Schema(
     co_authored_by_operator: { type: Boolean, default: false },
     created_at: { type: Date, required: true },
     archived_at: { type: Date, default: null },
+    version_ids: { type: [String], default: [] },
     ...outboxFields,
   },
   { versionKey: false, _id: false },
@@ -61,7 +64,8 @@ export const policyVersionSchema = new Schema(
   },
   { versionKey: false, _id: false },
 );
-// Numbering without gaps or duplicates: a writer takes max+1 and retries when another took it first.
+// Numbering without gaps or duplicates: writers of one policy take its lock and the next number from
+// version_ids; the index refuses a number taken by a write that crashed before it was listed.
 policyVersionSchema.index({ policy_id: 1, version: 1 }, { unique: true });
 addOutboxIndexes(policyVersionSchema);
 
