@@ -54,6 +54,8 @@ interface Methods extends OutboxMethods, MongoMethods {
   assertRego(content: string, schemaVersion: string | undefined, withValidFlag: boolean): Promise<{ schemaVersion: string; preview: ReturnType<typeof checkRego> & { ok: true } }>;
   insertNumbered<T extends { _id: string; version: number }>(parent: Model<any>, parentId: string, live: (p: any) => boolean, child: Model<any>, scope: string, build: (version: number) => T & Record<string, unknown>): Promise<T | null>;
   liveSet(zoneId: string, setId: string): Promise<PolicySetDoc | null>;
+  liveSetCached(zoneId: string, setId: string): Promise<PolicySetDoc | null>;
+  setChanged(ctx: ApiContext, setId: string): void;
   contractFailure(version: PolicySetVersionDoc): Promise<string | null>;
   liveSetVersion(zoneId: string, setId: string, versionId: string): Promise<PolicySetVersionDoc | null>;
   setVersionById(id: string): Promise<PolicySetVersionDoc | null>;
@@ -84,6 +86,8 @@ const BODY_CHECKS = {
 } as Record<string, (v: unknown) => true | unknown[] | Promise<true | unknown[]>>;
 
 const zoneParams = pathParams("zoneId");
+/** How long the decision path trusts a remembered policy set (changes also evict it at once). */
+const LIVE_SET_TTL_MS = 1000;
 const idParams = pathParams("zoneId", "id");
 
 /** A bounded map kept in insertion order; the oldest entry goes when it is full. */
@@ -359,6 +363,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           throw conflict("active_policy_set_conflict", "another policy set is active in this zone; archive it before activating this one", { active_policy_set_id: other?._id ?? null });
         }
         if (res.matchedCount !== 1) throw notFound("version_not_found", "version not found in this policy set");
+        this.setChanged(ctx, id);
         await this.outboxKick("PolicySet", id, 2);
         // Warm the compiled bundle so the first decision after activation does not pay for the build.
         void this.compiledBundle(version).catch(() => undefined);
@@ -467,6 +472,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           );
           return { matched: write.matchedCount, events: events.length };
         });
+        this.setChanged(ctx, id);
         if (!res || res.matched !== 1) throw notFound("policy_set_not_found", "policy set not found");
         await this.outboxKick("PolicySet", id, res.events);
         return noContent(ctx);
@@ -487,6 +493,13 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         if (!outcome.ok) throw new AppError(503, "policy_eval_failed", outcome.reason);
         return { policy_set_id: set._id, policy_set_version_id: version._id, result: outcome.decision };
       },
+    },
+  },
+
+  events: {
+    /** Another instance changed a set: drop what the decision path remembers of it. */
+    "policies.policySet.changed"(this: any, ctx: ApiContext<{ id: string }>) {
+      this.liveSets.delete(ctx.params.id);
     },
   },
 
@@ -558,6 +571,24 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       });
     },
 
+    /**
+     * liveSet for the decision path (simulate, activate's version check): remembered for a second, and
+     * forgotten at once by every policies instance when the set changes (see setChanged).
+     */
+    async liveSetCached(this: any, zoneId: string, setId: string) {
+      const hit = this.liveSets.get(setId);
+      if (hit && hit.until > Date.now()) return hit.set && hit.set.zone_id === zoneId ? hit.set : null;
+      const set = await this.sets().findById(setId, { _outbox: 0 }).lean();
+      const live = set && !set.archived_at ? set : null;
+      remember(this.liveSets, setId, { set: live, until: Date.now() + LIVE_SET_TTL_MS }, 4096);
+      return live && live.zone_id === zoneId ? live : null;
+    },
+
+    setChanged(this: any, ctx: ApiContext, setId: string) {
+      this.liveSets.delete(setId);
+      ctx.broadcast("policies.policySet.changed", { id: setId });
+    },
+
     /** A non-archived set of this zone, read by id (the only lookup FerretDB answers without a scan). */
     async liveSet(zoneId: string, setId: string) {
       const set = await this.sets().findById(setId, { _outbox: 0 }).lean<PolicySetDoc>();
@@ -580,7 +611,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
 
     /** A version of a non-archived set in this zone, or null (→ version_not_found). */
     async liveSetVersion(zoneId: string, setId: string, versionId: string) {
-      const [set, v] = await Promise.all([this.liveSet(zoneId, setId), this.setVersionById(versionId)]);
+      const [set, v] = await Promise.all([this.liveSetCached(zoneId, setId), this.setVersionById(versionId)]);
       if (!set) return null;
       return v && v.policy_set_id === setId && v.zone_id === zoneId ? v : null;
     },
@@ -658,6 +689,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     this.bundles = new Map<string, Promise<Buffer>>();
     this.contractChecks = new Map<string, string | null>();
     this.setVersionCache = new Map<string, PolicySetVersionDoc>();
+    this.liveSets = new Map<string, { set: PolicySetDoc | null; until: number }>();
   },
 
   async started(this: any) {
