@@ -69,13 +69,24 @@ const toActor = (t: TokenDoc): Actor => ({
   bootstrap: t.created_by === "env-bootstrap",
 });
 
-/** Verified tokens are remembered briefly so the Argon2id cost is paid once per window, not per request. */
-const CACHE_TTL_MS = 5_000;
+/**
+ * A token whose Argon2id hash verified is trusted for HASH_TRUST_MS; its row (revoked?) is re-read by id
+ * every RECHECK_MS, and a revocation on any gateway clears every cache at once.
+ */
+const RECHECK_MS = 5_000;
+const HASH_TRUST_MS = 10 * 60_000;
 const CACHE_MAX = 512;
+
+interface CachedActor {
+  actor: Actor;
+  checkedAt: number;
+  hashOkUntil: number;
+}
 const LAST_USED_DEBOUNCE_MS = 60_000;
 
 interface Methods extends MongoMethods {
   tokens(): Model<TokenDoc>;
+  verifyToken(token: string, digest: string, hit: CachedActor | undefined): Promise<Actor | null>;
   assertManager(actor: Actor | undefined): void;
   seed(name: string, token: string, capability: "read" | "write", createdBy: string): Promise<void>;
 }
@@ -156,22 +167,17 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       visibility: "public",
       params: { token: { type: "string", min: 1, max: 4096 } },
       async handler(ctx: ApiContext<{ token: string }>): Promise<Actor | null> {
-        const { token } = ctx.params;
-        const digest = lookupDigest(token);
+        const digest = lookupDigest(ctx.params.token);
         const hit = this.cache.get(digest);
-        if (hit && hit.expires > Date.now()) return hit.actor;
-        const pointer: { token_id: string } | null = await this.models.TokenDigest.findById(digest).lean();
-        const row = pointer ? await this.tokens().findById(pointer.token_id).lean<TokenDoc>() : null;
-        if (!row || row.revoked_at || row.digest !== digest || !row.hash || !(await verifyTokenHash(row.hash, token))) return null;
-        const actor = toActor(row);
-        if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
-        this.cache.set(digest, { actor, expires: Date.now() + CACHE_TTL_MS });
-        const lastWrite = this.lastUsedWrites.get(row._id) ?? 0;
-        if (Date.now() - lastWrite > LAST_USED_DEBOUNCE_MS) {
-          this.lastUsedWrites.set(row._id, Date.now());
-          void this.locked(this.tokens(), row._id, () => this.tokens().updateOne({ _id: row._id }, { $set: { last_used_at: new Date() } })).catch(() => undefined);
+        if (hit && Date.now() - hit.checkedAt < RECHECK_MS) return hit.actor;
+        // One verification per token at a time: a burst of requests with a cold cache waits for it
+        // instead of running one Argon2id (64 MiB) each.
+        let pending = this.inflight.get(digest);
+        if (!pending) {
+          pending = this.verifyToken(ctx.params.token, digest, hit).finally(() => this.inflight.delete(digest));
+          this.inflight.set(digest, pending);
         }
-        return actor;
+        return pending;
       },
     },
   },
@@ -187,6 +193,31 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       return this.models.AdminToken as Model<TokenDoc>;
     },
 
+    async verifyToken(token: string, digest: string, hit: CachedActor | undefined) {
+      const now = Date.now();
+      let row: TokenDoc | null;
+      if (hit && hit.hashOkUntil > now) {
+        row = await this.tokens().findById(hit.actor.id).lean<TokenDoc>();
+      } else {
+        const pointer: { token_id: string } | null = await this.models.TokenDigest.findById(digest).lean();
+        row = pointer ? await this.tokens().findById(pointer.token_id).lean<TokenDoc>() : null;
+        if (row && (!row.hash || !(await verifyTokenHash(row.hash, token)))) row = null;
+      }
+      if (!row || row.revoked_at || row.digest !== digest) {
+        this.cache.delete(digest);
+        return null;
+      }
+      const actor = toActor(row);
+      if (this.cache.size >= CACHE_MAX && !this.cache.has(digest)) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(digest, { actor, checkedAt: Date.now(), hashOkUntil: hit && hit.hashOkUntil > now ? hit.hashOkUntil : Date.now() + HASH_TRUST_MS });
+      const lastWrite = this.lastUsedWrites.get(row._id) ?? 0;
+      if (Date.now() - lastWrite > LAST_USED_DEBOUNCE_MS) {
+        this.lastUsedWrites.set(row._id, Date.now());
+        void this.locked(this.tokens(), row._id, () => this.tokens().updateOne({ _id: row!._id }, { $set: { last_used_at: new Date() } })).catch(() => undefined);
+      }
+      return actor;
+    },
+
     assertManager(actor: Actor | undefined) {
       if (!actor || actor.scope !== "global") throw forbidden("admin_token_management_requires_global", "admin tokens are managed with a global token");
       if (actor.created_by.startsWith("env-derived")) throw forbidden("admin_token_management_forbidden_for_derived_token", "Console tokens cannot manage admin tokens");
@@ -195,14 +226,21 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
     /** Inserts a configured token once; a revoked row with the same value is not revived. */
     async seed(name: string, token: string, capability: "read" | "write", createdBy: string) {
       const digest = lookupDigest(token);
-      const existing = await this.models.TokenDigest.findById(digest).lean();
-      if (!existing) {
-        const id = newId();
+      // The digest pointer is written first; a pointer without its row (a crash in between) gets the row now.
+      let pointer: { token_id: string } | null = await this.models.TokenDigest.findById(digest).lean();
+      if (!pointer) {
         try {
-          await this.models.TokenDigest.create({ _id: digest, token_id: id });
-          await this.tokens().create({ _id: id, name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: new Date(), last_used_at: null, revoked_at: null, digest, hash: await hashToken(token) });
+          await this.models.TokenDigest.create({ _id: digest, token_id: newId() });
         } catch (err) {
           if (!isDuplicateKey(err)) throw err; // another gateway seeded it first
+        }
+        pointer = await this.models.TokenDigest.findById(digest).lean();
+      }
+      if (pointer && !(await this.tokens().findById(pointer.token_id).lean())) {
+        try {
+          await this.tokens().create({ _id: pointer.token_id, name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: new Date(), last_used_at: null, revoked_at: null, digest, hash: await hashToken(token) });
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
         }
       }
       // A changed env value retires the rows seeded from the previous one.
@@ -212,6 +250,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
 
   created(this: any) {
     this.cache = new Map();
+    this.inflight = new Map();
     this.lastUsedWrites = new Map();
   },
 
