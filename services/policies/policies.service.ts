@@ -52,6 +52,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   checkBody(ctx: ApiContext<RouteParams>, name: string): void;
   requireZone(ctx: ApiContext, zoneId: string): Promise<void>;
   assertRego(content: string, schemaVersion: string | undefined, withValidFlag: boolean): Promise<{ schemaVersion: string; preview: ReturnType<typeof checkRego> & { ok: true } }>;
+  opaCheck(content: string): Promise<OpaError[]>;
   insertNumbered<T extends { _id: string; version: number }>(parent: Model<any>, parentId: string, live: (p: any) => boolean, child: Model<any>, scope: string, build: (version: number) => T & Record<string, unknown>): Promise<T | null>;
   liveSet(zoneId: string, setId: string): Promise<PolicySetDoc | null>;
   liveSetCached(zoneId: string, setId: string): Promise<PolicySetDoc | null>;
@@ -537,11 +538,21 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       }
       const check = checkRego(content);
       if (!check.ok) throw new AppError(422, "invalid_rego", `policy content failed validation: ${check.code}`, { ...valid, detail: check.code });
-      const errors: OpaError[] = await this.opa.check(content);
+      const errors: OpaError[] = await this.opaCheck(content);
       if (errors.length) {
         throw new AppError(422, "invalid_rego", `OPA refused the policy: ${errors[0]!.message}`, { ...valid, detail: errors[0]!.code, errors });
       }
       return { schemaVersion, preview: check };
+    },
+
+    /** `opa check` of one module, remembered by content hash (validate then create compiles once). */
+    opaCheck(this: any, content: string) {
+      const key = contentSha256(content);
+      const hit = this.checks.get(key);
+      if (hit) return hit;
+      const run = this.opa.check(content);
+      run.catch(() => this.checks.delete(key));
+      return remember(this.checks, key, run, 1024);
     },
 
     /**
@@ -689,6 +700,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     this.bundles = new Map<string, Promise<Buffer>>();
     this.contractChecks = new Map<string, string | null>();
     this.setVersionCache = new Map<string, PolicySetVersionDoc>();
+    this.checks = new Map<string, Promise<OpaError[]>>();
     this.liveSets = new Map<string, { set: PolicySetDoc | null; until: number }>();
   },
 
