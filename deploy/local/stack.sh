@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Local dependencies on loopback: Redis, NATS (JetStream), FerretDB (MongoDB wire protocol, SQLite) and the OPA binary.
+# Reuses whatever already answers; starts the rest from <repo>/.local (pid files there, see stop-stack.sh).
+# Idempotent and quick when everything runs. Called by `npm start`, `npm test`, `npm run bench` and .ci/run.
+#
+# Environment (all optional):
+#   REDIS_URL        redis://127.0.0.1:6379
+#   NATS_URL         nats://127.0.0.1:4222
+#   MONGO_URL        mongodb://127.0.0.1:27017/caracal
+#   CARACAL_BIN_DIR  $HOME/.cache/caracal-bin   (ferretdb and opa binaries, kept outside the work tree)
+#   STACK_WAIT_SECS  30                         (how long to wait for each dependency to answer)
+set -euo pipefail
+
+FERRETDB_VERSION=v1.24.2
+OPA_VERSION=v1.22.3
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL="$REPO/.local"
+BIN_DIR="${CARACAL_BIN_DIR:-${HOME:-/root}/.cache/caracal-bin}"
+WAIT_SECS="${STACK_WAIT_SECS:-30}"
+
+REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+MONGO_URL="${MONGO_URL:-mongodb://127.0.0.1:27017/caracal}"
+
+die() { echo "stack.sh: $*" >&2; exit 1; }
+say() { printf '%-9s %s\n' "$1" "$2"; }
+
+mkdir -p "$LOCAL"
+# Serialise concurrent runs (npm start and npm test at the same time) so a dependency is started once.
+# Servers started below get `9>&-` so they do not keep holding the lock.
+exec 9>"$LOCAL/stack.lock"
+flock -w 300 9 || die "another stack.sh still holds $LOCAL/stack.lock after 300 s"
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+# host:port from a URL: strips the scheme, credentials, path/query, and takes the first host of a list.
+# Prints "host port"; a missing port gets $2.
+hostport() {
+  local url="$1" def="$2" rest host port
+  case "$url" in
+    *+srv://*) die "$url: SRV URLs are not supported here" ;;
+  esac
+  rest="${url#*://}"
+  rest="${rest%%/*}"; rest="${rest%%\?*}"
+  rest="${rest##*@}"
+  rest="${rest%%,*}"
+  if [[ "$rest" == \[*\]* ]]; then           # [::1]:port
+    host="${rest%%]*}"; host="${host#[}"
+    port="${rest#*]}"; port="${port#:}"
+  elif [[ "$rest" == *:* ]]; then
+    host="${rest%%:*}"; port="${rest##*:}"
+  else
+    host="$rest"; port=""
+  fi
+  [[ -z "$host" || "$host" == localhost ]] && host=127.0.0.1
+  [[ -z "$port" ]] && port="$def"
+  [[ "$port" =~ ^[0-9]+$ ]] || die "$url: cannot read a port from it"
+  echo "$host $port"
+}
+
+is_loopback() { [[ "$1" == 127.* || "$1" == ::1 ]]; }
+
+tcp_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# Answers +PONG (or -NOAUTH when a password is set): it is a Redis server.
+redis_answers() {
+  local reply
+  reply="$(timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2; printf 'PING\r\n' >&3; IFS= read -r -t 2 l <&3; printf '%s' \"\$l\"" 2>/dev/null)" || return 1
+  [[ "$reply" == +PONG* || "$reply" == -NOAUTH* ]]
+}
+
+# Prints the server's INFO line: it is a NATS server.
+nats_info() {
+  local info
+  info="$(timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2; IFS= read -r -t 2 l <&3; printf '%s' \"\$l\"" 2>/dev/null)" || return 1
+  [[ "$info" == INFO* ]] || return 1
+  printf '%s' "$info"
+}
+
+# Pid from a pid file if that process is alive and runs $2 (so a recycled pid is never trusted).
+live_pid() {
+  local file="$1" name="$2" pid
+  [[ -f "$file" ]] || return 1
+  pid="$(tr -dc 0-9 <"$file")"
+  [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name" || return 1
+  echo "$pid"
+}
+
+# wait_for NAME LOG CHECK ARGS...: polls CHECK until it succeeds or WAIT_SECS pass.
+wait_for() {
+  local name="$1" log="$2"; shift 2
+  local deadline=$((SECONDS + WAIT_SECS))
+  until "$@"; do
+    if ((SECONDS >= deadline)); then
+      echo "stack.sh: $name did not answer on $2:$3 within ${WAIT_SECS}s; log: $log" >&2
+      [[ -f "$log" ]] && tail -n 15 "$log" | sed 's/^/  | /' >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+apt_install() {
+  [[ "$(id -u)" == 0 ]] || die "$1 is missing and installing it needs root: apt-get install -y $*"
+  echo "stack.sh: installing Debian package(s): $*" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "$@" >&2 || die "apt-get install $* failed"
+}
+
+# Files for a server: the default port keeps the plain names (redis.pid); another port gets a suffix.
+suffix() { [[ "$1" == "$2" ]] && echo "" || echo "-$1"; }
+
+GO=""
+find_go() {
+  [[ -n "$GO" ]] && return 0
+  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
+  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
+  else die "Go toolchain not found (PATH, /usr/local/go/bin/go): it is needed to build ferretdb $FERRETDB_VERSION and opa $OPA_VERSION into $BIN_DIR"
+  fi
+}
+
+# Copies a module from the Go module cache into a writable temp dir; prints the dir.
+module_copy() {
+  local mod="$1" dir tmp
+  dir="$("$GO" mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  [[ -n "$dir" && -d "$dir" ]] || die "go mod download $mod gave no module directory"
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/caracal-build.XXXXXX")"
+  cp -r "$dir/." "$tmp/"
+  chmod -R u+w "$tmp"
+  echo "$tmp"
+}
+
+# (Output captured first: `cmd | grep -q` under pipefail fails when grep exits early and cmd gets SIGPIPE.)
+ferretdb_ok() {
+  local out
+  [[ -x "$BIN_DIR/ferretdb" ]] && out="$("$BIN_DIR/ferretdb" --version 2>/dev/null)" || return 1
+  [[ "$out" == *"version: $FERRETDB_VERSION"* ]]
+}
+opa_ok() {
+  local out
+  [[ -x "$BIN_DIR/opa" ]] && out="$("$BIN_DIR/opa" version 2>/dev/null)" || return 1
+  [[ $'\n'"$out"$'\n' == *$'\n'"Version: ${OPA_VERSION#v}"$'\n'* ]]
+}
+
+# `go install .../ferretdb@version` builds a binary that panics at start ("Invalid build/version/version.txt"):
+# the module zip lacks that file. So build from a copy of the module with the file written in.
+build_ferretdb() {
+  find_go
+  mkdir -p "$BIN_DIR"
+  local src
+  src="$(module_copy "github.com/FerretDB/FerretDB@$FERRETDB_VERSION")"
+  mkdir -p "$src/build/version"
+  echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
+  if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/ferretdb.tmp.$$" ./cmd/ferretdb) >&2; then
+    rm -rf "$src" "$BIN_DIR/ferretdb.tmp.$$"
+    die "building ferretdb $FERRETDB_VERSION failed"
+  fi
+  rm -rf "$src"
+  mv -f "$BIN_DIR/ferretdb.tmp.$$" "$BIN_DIR/ferretdb"
+  ferretdb_ok || die "$BIN_DIR/ferretdb was built but does not report $FERRETDB_VERSION"
+}
+
+build_opa() {
+  find_go
+  mkdir -p "$BIN_DIR"
+  if ! GOBIN="$BIN_DIR" CGO_ENABLED=0 "$GO" install "github.com/open-policy-agent/opa@$OPA_VERSION" >&2; then
+    echo "stack.sh: go install opa failed; building from the module source instead" >&2
+    local src
+    src="$(module_copy "github.com/open-policy-agent/opa@$OPA_VERSION")"
+    if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/opa.tmp.$$" .) >&2; then
+      rm -rf "$src" "$BIN_DIR/opa.tmp.$$"
+      die "building opa $OPA_VERSION failed"
+    fi
+    rm -rf "$src"
+    mv -f "$BIN_DIR/opa.tmp.$$" "$BIN_DIR/opa"
+  fi
+  opa_ok || die "$BIN_DIR/opa was built but does not report ${OPA_VERSION#v}"
+}
+
+# ---- Redis ---------------------------------------------------------------------------------------
+
+hp="$(hostport "$REDIS_URL" 6379)"; read -r host port <<<"$hp"
+if ! is_loopback "$host"; then
+  say redis "$host:$port not loopback: left alone"
+elif redis_answers "$host" "$port"; then
+  say redis "$host:$port reused"
+else
+  sfx="$(suffix "$port" 6379)"; pidf="$LOCAL/redis$sfx.pid"; log="$LOCAL/redis$sfx.log"
+  if tcp_open "$host" "$port"; then die "$host:$port is taken by something that is not Redis (REDIS_URL=$REDIS_URL)"; fi
+  if pid="$(live_pid "$pidf" redis-server)"; then
+    how="starting (pid $pid)"
+  else
+    if ! command -v redis-server >/dev/null 2>&1; then
+      apt_install redis-server
+    fi
+    if redis_answers "$host" "$port"; then
+      how="reused (started by the Debian package)"
+    else
+      redis-server --daemonize yes --bind "$host" --port "$port" --save "" --appendonly no \
+        --dir "$LOCAL" --pidfile "$pidf" --logfile "$log" >/dev/null 9>&- || die "redis-server did not start; log: $log"
+      how="started"
+    fi
+  fi
+  wait_for redis "$log" redis_answers "$host" "$port"
+  say redis "$host:$port $how"
+fi
+
+# ---- NATS with JetStream -------------------------------------------------------------------------
+
+hp="$(hostport "$NATS_URL" 4222)"; read -r host port <<<"$hp"
+if ! is_loopback "$host"; then
+  say nats "$host:$port not loopback: left alone"
+elif info="$(nats_info "$host" "$port")"; then
+  [[ "$info" == *'"jetstream":true'* ]] || echo "stack.sh: warning: the NATS server on $host:$port runs without JetStream" >&2
+  say nats "$host:$port reused"
+else
+  sfx="$(suffix "$port" 4222)"; pidf="$LOCAL/nats$sfx.pid"; log="$LOCAL/nats$sfx.log"
+  if tcp_open "$host" "$port"; then die "$host:$port is taken by something that is not NATS (NATS_URL=$NATS_URL)"; fi
+  if pid="$(live_pid "$pidf" nats-server)"; then
+    how="starting (pid $pid)"
+  else
+    if ! command -v nats-server >/dev/null 2>&1; then
+      apt_install nats-server
+    fi
+    if nats_info "$host" "$port" >/dev/null; then
+      how="reused (started by the Debian package)"
+    else
+      mkdir -p "$LOCAL/nats$sfx"
+      # setsid: a Ctrl-C on `npm start` must not reach the server (Go re-enables SIGINT).
+      setsid nohup nats-server -a "$host" -p "$port" -js -sd "$LOCAL/nats$sfx" >>"$log" 2>&1 </dev/null 9>&- &
+      echo $! >"$pidf"
+      how="started"
+    fi
+  fi
+  wait_for nats "$log" nats_info "$host" "$port" >/dev/null
+  say nats "$host:$port $how"
+fi
+
+# ---- FerretDB (MongoDB wire protocol, SQLite backend) --------------------------------------------
+
+hp="$(hostport "$MONGO_URL" 27017)"; read -r host port <<<"$hp"
+if ! is_loopback "$host"; then
+  say mongo "$host:$port not loopback: left alone"
+elif tcp_open "$host" "$port"; then
+  say mongo "$host:$port reused"
+else
+  sfx="$(suffix "$port" 27017)"; pidf="$LOCAL/ferretdb$sfx.pid"; log="$LOCAL/ferretdb$sfx.log"
+  if pid="$(live_pid "$pidf" ferretdb)"; then
+    how="ferretdb starting (pid $pid)"
+  else
+    how="ferretdb $FERRETDB_VERSION started"
+    if ! ferretdb_ok; then
+      echo "stack.sh: building ferretdb $FERRETDB_VERSION into $BIN_DIR" >&2
+      build_ferretdb
+      how="ferretdb $FERRETDB_VERSION built and started"
+    fi
+    mkdir -p "$LOCAL/ferretdb$sfx"
+    setsid nohup "$BIN_DIR/ferretdb" --handler=sqlite --sqlite-url="file:$LOCAL/ferretdb$sfx/" \
+      --listen-addr="$host:$port" --telemetry=disable --state-dir="$LOCAL" \
+      --debug-addr=127.0.0.1:0 --log-level=WARN >>"$log" 2>&1 </dev/null 9>&- &
+    echo $! >"$pidf"
+  fi
+  wait_for ferretdb "$log" tcp_open "$host" "$port"
+  say mongo "$host:$port $how"
+fi
+
+# ---- OPA binary (run by the policies service, not as a server here) -------------------------------
+
+if opa_ok; then
+  say opa "$BIN_DIR/opa $OPA_VERSION reused"
+else
+  echo "stack.sh: building opa $OPA_VERSION into $BIN_DIR" >&2
+  build_opa
+  say opa "$BIN_DIR/opa $OPA_VERSION built"
+fi
