@@ -1,7 +1,7 @@
 // The Open Policy Agent binary: compile checks of one module (`opa check`) and of a policy-set bundle
 // compiled to WebAssembly (`opa build -t wasm`), both under capabilities without network, clock,
 // randomness or runtime built-ins.
-import { execFile } from "node:child_process";
+import { execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, mkdir, rm, writeFile, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,6 +35,7 @@ export class Opa {
   private capabilities = "";
   private running = 0;
   private waiting: (() => void)[] = [];
+  private children = new Set<ChildProcess>();
 
   constructor(
     private readonly bin: string,
@@ -54,7 +55,10 @@ export class Opa {
     await writeFile(this.capabilities, JSON.stringify(caps));
   }
 
+  /** Stops the opa processes still running (by PID) and removes the work directory. */
   async close(): Promise<void> {
+    for (const child of this.children) if (child.pid && child.exitCode === null) process.kill(child.pid, "SIGKILL");
+    this.children.clear();
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 
@@ -102,10 +106,12 @@ export class Opa {
     this.running++;
     try {
       return await new Promise<RunResult>((resolve) => {
-        execFile(this.bin, args, { timeout: this.opts.timeoutMs, maxBuffer: 16 * 1024 * 1024, env: { HOME: tmpdir(), PATH: "/usr/bin:/bin" } }, (err, stdout, stderr) => {
+        const child = execFile(this.bin, args, { timeout: this.opts.timeoutMs, maxBuffer: 16 * 1024 * 1024, env: { HOME: tmpdir(), PATH: "/usr/bin:/bin" } }, (err, stdout, stderr) => {
           const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
+          this.children.delete(child);
           resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === -1 ? err.message : "") });
         });
+        this.children.add(child);
       });
     } finally {
       this.running--;

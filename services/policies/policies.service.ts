@@ -200,6 +200,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const { zoneId, id } = ctx.params.params;
         const { content } = ctx.params.body;
         const { schemaVersion } = await this.assertRego(content, ctx.params.body.schema_version, false);
+        await this.requireZone(ctx, zoneId);
         const now = new Date();
         const versionId = newId();
         const live = (p: PolicyDoc) => p.zone_id === zoneId && !p.archived_at;
@@ -291,6 +292,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const { zoneId, id } = ctx.params.params;
         const schemaVersion = ctx.params.body.schema_version ?? DEFAULT_SCHEMA_VERSION;
         if (!isSupportedSchemaVersion(schemaVersion)) throw new AppError(422, "invalid_schema_version", `unsupported_schema_version:${schemaVersion}`, { detail: `unsupported_schema_version:${schemaVersion}` });
+        await this.requireZone(ctx, zoneId);
         if (!(await this.liveSet(zoneId, id))) throw notFound("policy_set_not_found", "policy set not found");
         const manifest = normalizeManifest(ctx.params.body.manifest);
         const draft = { _id: "", policy_set_id: id, zone_id: zoneId, version: 0, manifest, manifest_sha256: manifestSha256(manifest), schema_version: schemaVersion, created_by: "", created_at: new Date() };
@@ -334,6 +336,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { version_id: string; shadow_version_id?: string }>>) {
         const { zoneId, id } = ctx.params.params;
         const { version_id: versionId, shadow_version_id: shadowId } = ctx.params.body;
+        await this.requireZone(ctx, zoneId);
         const version = await this.liveSetVersion(zoneId, id, versionId);
         if (!version) throw notFound("version_not_found", "version not found in this policy set");
         const failure = await this.contractFailure(version);

@@ -550,6 +550,27 @@ describe("policy sets", () => {
   });
 });
 
+describe("archived zones", () => {
+  test("an archived zone takes no new policies, versions, sets or activations: 404 zone_not_found (decision 4)", async () => {
+    const zoneId = await zone("Soon archived");
+    const p = await policy(zoneId, "p");
+    const setId = await policySet(zoneId, "s");
+    const v = await setVersion(zoneId, setId, [p.version_id]);
+    expect((await del(`/v1/zones/${zoneId}`)).status).toBe(204);
+    const attempts = [
+      post(`/v1/zones/${zoneId}/policies`, { name: "q", content: DOC }),
+      post(`/v1/zones/${zoneId}/policies/${p.id}/versions`, { content: DOC }),
+      post(`/v1/zones/${zoneId}/policy-sets`, { name: "t" }),
+      post(`/v1/zones/${zoneId}/policy-sets/${setId}/versions`, { manifest: [{ policy_version_id: p.version_id }] }),
+      post(`/v1/zones/${zoneId}/policy-sets/${setId}/activate`, { version_id: v }),
+    ];
+    for (const r of await Promise.all(attempts)) {
+      expect(r.status).toBe(404);
+      expect(r.body.error).toBe("zone_not_found");
+    }
+  });
+});
+
 describe("templates and gates", () => {
   test("four templates for a zone token, each passing validate (case 43)", async () => {
     const r = await get("/v1/policy-templates", ZT);
