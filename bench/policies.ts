@@ -127,6 +127,8 @@ async function main(): Promise<void> {
   const opts = { url: `${base}${simulatePath}`, method: "POST", headers: auth, body: JSON.stringify(body), connections: CONNECTIONS } as autocannon.Options;
   await autocannon({ ...opts, duration: 2, debug: process.env.BENCH_DEBUG === "1" } as autocannon.Options);
   const http = await autocannon({ ...opts, duration: DURATION });
+  // The same path with a trivial action: what the gateway, auth and NATS cost without any policy work.
+  const floor = await autocannon({ url: `${base}/v1/policy-templates`, headers: auth, connections: CONNECTIONS, duration: DURATION } as autocannon.Options);
 
   // 2. Direct broker calls over NATS to policies.simulate (no HTTP, no auth), 64 in flight.
   const broker = new ServiceBroker({ namespace: env.NAMESPACE, nodeID: `bench-${suffix}`, transporter: { type: "NATS", options: { url: process.env.NATS_URL ?? "nats://127.0.0.1:4222" } }, logger: false });
@@ -169,6 +171,7 @@ async function main(): Promise<void> {
   console.log(`\npolicies bench: 20 data documents + decision contract, ${DURATION}s per load after a 2s warm-up, loopback, 2 cores shared by load generator and servers`);
   console.log("| load | decisions/s | p50 ms | p99 ms | errors | non-2xx |\n|---|---|---|---|---|---|");
   console.log(`| POST simulate via gateway (autocannon, ${CONNECTIONS} connections) | ${Math.round(http.requests.average)} | ${http.latency.p50} | ${http.latency.p99} | ${http.errors + http.timeouts} | ${http.non2xx} |`);
+  console.log(`| GET /v1/policy-templates via gateway (floor: gateway + auth + NATS, no policy work) | ${Math.round(floor.requests.average)} | ${floor.latency.p50} | ${floor.latency.p99} | ${floor.errors + floor.timeouts} | ${floor.non2xx} |`);
   console.log(`| policies.simulate direct broker calls over NATS (64 in flight) | ${Math.round(direct / DURATION)} | – | – | ${directErrors} | – |`);
   console.log(`\nPOST /v1/policies/validate (sequential, 200 requests): p50 ${pct(samples, 0.5)} ms, p99 ${pct(samples, 0.99)} ms`);
 }
