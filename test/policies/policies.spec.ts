@@ -2,7 +2,8 @@
 // (reference-policy "Test cases" 1–43 and 58, in our envelope).
 import { createHash } from "node:crypto";
 import Redis from "ioredis";
-import { startCluster, eventually, type Cluster } from "../helpers/cluster";
+import { startCluster, eventually, TEST_STREAMS_KEY, type Cluster } from "../helpers/cluster";
+import { verify } from "../../shared/signing";
 
 let c: Cluster;
 let Z: string;
@@ -416,6 +417,7 @@ describe("policy sets", () => {
       });
       expect(entry).toMatchObject({ zone_id: Z, policy_set_id: s, policy_set_version_id: sv, kid: expect.any(String), _sig: expect.stringMatching(/^[0-9a-f]{64}$/) });
       expect(entry.shadow_version_id).toBeUndefined();
+      expect(verify([{ kid: entry.kid!, key: Buffer.from(TEST_STREAMS_KEY, "hex") }], "caracal.policy.invalidate", entry)).toBe(true);
     } finally {
       redis.disconnect();
     }
@@ -547,6 +549,42 @@ describe("policy sets", () => {
     const other = await policySet(Z, "after-archive");
     const v = await setVersion(Z, other, [pv1]);
     expect((await post(`/v1/zones/${Z}/policy-sets/${other}/activate`, { version_id: v })).status).toBe(202);
+  });
+});
+
+describe("zone events", () => {
+  test("every write announces itself on caracal.zone.events, signed", async () => {
+    const zoneId = await zone("Evented");
+    const p = await policy(zoneId, "p");
+    const v2 = await post(`/v1/zones/${zoneId}/policies/${p.id}/versions`, { content: DOC });
+    const setId = await policySet(zoneId, "s");
+    const sv = await setVersion(zoneId, setId, [p.version_id]);
+    expect((await post(`/v1/zones/${zoneId}/policy-sets/${setId}/activate`, { version_id: sv })).status).toBe(202);
+    expect((await del(`/v1/zones/${zoneId}/policy-sets/${setId}`)).status).toBe(204);
+    expect((await del(`/v1/zones/${zoneId}/policies/${p.id}`)).status).toBe(204);
+    const expected = [
+      ["policy", p.id, "created"],
+      ["policy_version", v2.body.id, "created"],
+      ["policy_set", setId, "created"],
+      ["policy_set_version", sv, "created"],
+      ["policy_set", setId, "updated"],
+      ["policy_set", setId, "deleted"],
+      ["policy", p.id, "deleted"],
+    ];
+    const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+    try {
+      const seen = await eventually(async () => {
+        const rows = (await redis.xrange("caracal.zone.events", "-", "+", "COUNT", 100000)) as [string, string[]][];
+        const mine = rows
+          .map(([, flat]) => Object.fromEntries(Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!])) as Record<string, string>)
+          .filter((f) => f.zone_id === zoneId && f.entity_type !== "zone");
+        return mine.length >= expected.length ? mine : undefined;
+      }, 10_000);
+      expect(seen.map((f) => [f.entity_type, f.entity_id, f.action]).sort()).toEqual([...expected].sort());
+      for (const f of seen) expect(verify([{ kid: f.kid!, key: Buffer.from(TEST_STREAMS_KEY, "hex") }], "caracal.zone.events", f)).toBe(true);
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 
