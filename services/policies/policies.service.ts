@@ -23,8 +23,8 @@ import { manifestContractFailure, manifestSha256, normalizeManifest, contentSha2
 import { Opa, type OpaError } from "./opa";
 import { Evaluator } from "./evaluator";
 import { POLICY_TEMPLATES } from "./templates";
+import { POLICY_INVALIDATE_STREAM, newestInvalidation, outboxStatus, propagationStatus, type OutboxStatus, type StoredEntry } from "./activation-status";
 
-export const POLICY_INVALIDATE_STREAM = "caracal.policy.invalidate";
 
 /** The platform modules bundled with every policy-set version. */
 const CONTRACT_MODULES = [
@@ -63,7 +63,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   compiledBundle(version: PolicySetVersionDoc): Promise<Buffer>;
   buildBundle(manifest: ManifestEntry[]): Promise<{ ok: true; wasm: Buffer } | { ok: false; errors: OpaError[] }>;
   decide(version: PolicySetVersionDoc, input: unknown): Promise<DecisionOutcome>;
-  outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined): Promise<Record<string, unknown>>;
+  outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined): Promise<OutboxStatus>;
 }
 
 const validator = new Validator();
@@ -400,8 +400,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const active = set.active_version_id === versionId;
         const outbox = await this.outboxState(set, versionId, query.outbox_id as string | undefined);
         const sts = { state: "not_configured", detail: "no STS is configured for this control plane; runtimes follow caracal.policy.invalidate" };
-        const state = outbox.state as string;
-        const propagation = !active ? "waiting_for_activation" : state === "dead" || state === "mismatch" ? "failed" : state !== "dispatched" ? "waiting_for_outbox" : "waiting_for_sts";
+        const propagation = propagationStatus(active, outbox.state, sts, versionId);
         return {
           zone_id: zoneId,
           policy_set_id: id,
@@ -671,29 +670,16 @@ const PoliciesService: ServiceSchema<any, Methods> = {
 
     /** The invalidation entry of an activation, read back from the outbox state kept in the set document. */
     async outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined) {
-      const entries = set._outbox ?? [];
-      let entry = outboxId ? entries.find((e) => e.id === outboxId) : [...entries].reverse().find((e) => e.stream === POLICY_INVALIDATE_STREAM && e.payload.policy_set_version_id === versionId);
-      let mismatch = false;
-      if (outboxId) {
-        if (!entry) {
-          // An entry of another set (or zone) is a mismatch, not a missing one.
-          const other = await this.sets().findOne({ "_outbox.id": outboxId }, { _outbox: 1 }).lean<PolicySetDoc>();
-          entry = other?._outbox?.find((e) => e.id === outboxId);
-        }
-        if (entry) {
-          const p = entry.payload;
-          mismatch = entry.stream !== POLICY_INVALIDATE_STREAM || p.zone_id !== set.zone_id || p.policy_set_id !== set._id || p.policy_set_version_id !== versionId;
-        }
+      const expected = { zoneId: set.zone_id, setId: set._id, versionId };
+      const entries = (set._outbox ?? []) as StoredEntry[];
+      if (!outboxId) return outboxStatus(newestInvalidation(entries, expected), undefined, expected);
+      let entry = entries.find((e) => e.id === outboxId);
+      if (!entry) {
+        // An entry of another set (or zone) is a mismatch, not a missing one. Rare path: a scan is fine.
+        const other = await this.sets().findOne({ "_outbox.id": outboxId }, { _outbox: 1 }).lean<PolicySetDoc>();
+        entry = (other?._outbox as StoredEntry[] | undefined)?.find((e) => e.id === outboxId);
       }
-      if (!entry) return { id: outboxId ?? null, state: "missing", attempts: 0, last_error: null, dispatched_at: null };
-      const state = mismatch ? "mismatch" : entry.dispatched_at ? "dispatched" : entry.dead_at ? "dead" : "pending";
-      return {
-        id: entry.id,
-        state,
-        attempts: entry.attempts,
-        last_error: entry.last_error ?? null,
-        dispatched_at: entry.dispatched_at ? new Date(entry.dispatched_at).toISOString() : null,
-      };
+      return outboxStatus(entry, outboxId, expected);
     },
   },
 
