@@ -39,7 +39,9 @@ const env: Record<string, string> = {
 
 const children: { name: string; proc: ChildProcess }[] = [];
 function launch(name: string, args: string[]): void {
-  const proc = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+  // BENCH_PROFILE=<process name> writes a V8 CPU profile of that process to bench/results/ when it stops.
+  const profile = process.env.BENCH_PROFILE === name ? ["--cpu-prof", "--cpu-prof-dir", join(ROOT, "bench", "results")] : [];
+  const proc = spawn(process.execPath, [...profile, "--import", "tsx", ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
   children.push({ name, proc });
 }
 function stopAll(): void {
