@@ -18,13 +18,12 @@ import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { policySchema, policyVersionSchema, toPublicPolicy, toPublicPolicyVersion, versionSummary, type PolicyDoc, type PolicyVersionDoc } from "./models/policy.model";
 import { policySetSchema, policySetVersionSchema, toPublicPolicySet, toPublicSetVersion, activeSlot, idleSlot, type PolicySetDoc, type PolicySetVersionDoc } from "./models/policy-set.model";
-import { checkRego, isSupportedSchemaVersion, DEFAULT_SCHEMA_VERSION, INPUT_SCHEMA_VERSION, OUTPUT_CONTRACT } from "./rego-check";
+import { checkRego, isSupportedSchemaVersion, type Preview, DEFAULT_SCHEMA_VERSION, INPUT_SCHEMA_VERSION, OUTPUT_CONTRACT } from "./rego-check";
 import { manifestContractFailure, manifestSha256, normalizeManifest, contentSha256, inputWarnings, MANIFEST_MAX, type ManifestEntry, type ManifestMember } from "./manifest";
 import { Opa, type OpaError } from "./opa";
 import { Evaluator } from "./evaluator";
 import { POLICY_TEMPLATES } from "./templates";
 import { POLICY_INVALIDATE_STREAM, newestInvalidation, outboxStatus, propagationStatus, type OutboxStatus, type StoredEntry } from "./activation-status";
-
 
 /** The platform modules bundled with every policy-set version. */
 const CONTRACT_MODULES = [
@@ -51,7 +50,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   setVersions(): Model<PolicySetVersionDoc>;
   checkBody(ctx: ApiContext<RouteParams>, name: string): void;
   requireZone(ctx: ApiContext, zoneId: string): Promise<void>;
-  assertRego(content: string, schemaVersion: string | undefined, withValidFlag: boolean): Promise<{ schemaVersion: string; preview: ReturnType<typeof checkRego> & { ok: true } }>;
+  assertRego(content: string, schemaVersion: string | undefined, withValidFlag: boolean): Promise<{ schemaVersion: string; preview: Preview }>;
   opaCheck(content: string): Promise<OpaError[]>;
   insertNumbered<T extends { _id: string; version: number }>(parent: Model<any>, parentId: string, live: (p: any) => boolean, child: Model<any>, scope: string, build: (version: number) => T & Record<string, unknown>): Promise<T | null>;
   liveSet(zoneId: string, setId: string): Promise<PolicySetDoc | null>;
@@ -87,9 +86,10 @@ const BODY_CHECKS = {
 } as Record<string, (v: unknown) => true | unknown[] | Promise<true | unknown[]>>;
 
 const zoneParams = pathParams("zoneId");
+const idParams = pathParams("zoneId", "id");
+
 /** How long the decision path trusts a remembered policy set (changes also evict it at once). */
 const LIVE_SET_TTL_MS = 1000;
-const idParams = pathParams("zoneId", "id");
 
 /** A bounded map kept in insertion order; the oldest entry goes when it is full. */
 function remember<K, V>(map: Map<K, V>, key: K, value: V, max = 512): V {
@@ -120,7 +120,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       params: { body: lenientBody({ content: { type: "string", min: 1 }, schema_version: schemaVersionField }) },
       async handler(ctx: ApiContext<RouteParams<{}, { content: string; schema_version?: string }>>) {
         const { schemaVersion, preview } = await this.assertRego(ctx.params.body.content, ctx.params.body.schema_version, true);
-        return { valid: true, schema_version: schemaVersion, input_schema_version: INPUT_SCHEMA_VERSION, output_contract: OUTPUT_CONTRACT, preview: preview.preview };
+        return { valid: true, schema_version: schemaVersion, input_schema_version: INPUT_SCHEMA_VERSION, output_contract: OUTPUT_CONTRACT, preview };
       },
     },
 
@@ -544,7 +544,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       if (errors.length) {
         throw new AppError(422, "invalid_rego", `OPA refused the policy: ${errors[0]!.message}`, { ...valid, detail: errors[0]!.code, errors });
       }
-      return { schemaVersion, preview: check };
+      return { schemaVersion, preview: check.preview };
     },
 
     /** `opa check` of one module, remembered by content hash (validate then create compiles once). */
