@@ -2,7 +2,8 @@
 // Starts its own processes on loopback (gateway, zones, echo pair), runs bounded autocannon loads at
 // 50 connections, prints req/s, p50/p99 and RSS, then stops what it started by PID.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import mongoose from "mongoose";
 import autocannon from "autocannon";
@@ -40,7 +41,9 @@ const env = {
 
 const children: { name: string; proc: ChildProcess }[] = [];
 function launch(name: string, args: string[]): void {
-  const proc = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+  // Services run from the bundle `npm run bench` builds, as `npm start` runs them; the echo pair under tsx.
+  const argv = args[0] === "deploy/local/service.ts" ? ["dist/service.js", ...args.slice(1)] : ["--import", "tsx", ...args];
+  const proc = spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
   children.push({ name, proc });
 }
 function stopAll(): void {
@@ -48,6 +51,36 @@ function stopAll(): void {
 }
 process.on("exit", stopAll);
 process.on("SIGINT", () => process.exit(130));
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The pid listening on a loopback port (for the servers this bench did not start). */
+function listenerPid(port: number): number | null {
+  try {
+    const out = execFileSync("ss", ["-ltnpH", `sport = :${port}`]).toString();
+    const m = /pid=(\d+)/.exec(out);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+const watched: Record<string, number> = {};
+function cpuSnapshot(): Record<string, number> {
+  const all: Record<string, number> = Object.fromEntries(children.map(({ name, proc }) => [name, cpuSeconds(proc.pid!)]));
+  for (const [name, pid] of Object.entries(watched)) all[name] = cpuSeconds(pid);
+  all["load generator (this process)"] = process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6;
+  return all;
+}
+const cpuSplit: { phase: string; seconds: Record<string, number> }[] = [];
 
 const rssMb = (pid: number) => Math.round(Number(execFileSync("ps", ["-o", "rss=", "-p", String(pid)]).toString().trim()) / 1024);
 const rssAll = () => Object.fromEntries(children.map(({ name, proc }) => [name, rssMb(proc.pid!)]));
@@ -78,7 +111,10 @@ async function load(name: string, opts: Partial<autocannon.Options>): Promise<Fi
   await new Promise<void>((resolve) => {
     autocannon({ ...opts, url: opts.url!, connections: CONNECTIONS, duration: 2 } as autocannon.Options, () => resolve());
   });
+  const before = cpuSnapshot();
   const r = await autocannon({ ...opts, url: opts.url!, connections: CONNECTIONS, duration: DURATION } as autocannon.Options);
+  const after = cpuSnapshot();
+  cpuSplit.push({ phase: name, seconds: Object.fromEntries(Object.keys(after).map((k) => [k, Math.round((after[k]! - (before[k] ?? 0)) * 10) / 10])) });
   console.error(`  ${name}: ${Math.round(r.requests.average)} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms, non-2xx ${r.non2xx}`);
   return { name, rps: Math.round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
 }
@@ -106,6 +142,11 @@ async function main(): Promise<void> {
   await waitFor(`${base}/ready`);
   await waitFor(`http://127.0.0.1:${ECHO_PORT}/echo`);
   await new Promise((r) => setTimeout(r, 2000));
+  const mongoPort = Number(new URL(mongoUrl).port || 27017);
+  for (const [name, port] of [["ferretdb", mongoPort], ["nats-server", 4222], ["redis-server", 6379]] as const) {
+    const pid = listenerPid(port);
+    if (pid) watched[name] = pid;
+  }
   const idle = rssAll();
   const auth = { authorization: `Bearer ${token}`, "content-type": "application/json" };
 
@@ -113,6 +154,29 @@ async function main(): Promise<void> {
   const results: Figures[] = [];
   results.push(await load("echo GET (bare moleculer-web → NATS)", { url: `http://127.0.0.1:${ECHO_PORT}/echo` }));
   results.push(await load("GET /v1/zones/:id", { url: `${base}/v1/zones/${zone.id}`, headers: auth }));
+
+  // Lists read a collection of a fixed size, seeded straight into the store (reads need no events).
+  const conn = await mongoose.createConnection(mongoUrl).asPromise();
+  const SEEDED = Number(process.env.BENCH_LIST_ZONES ?? 1000);
+  const t0 = Date.now() - SEEDED;
+  for (let b = 0; b < SEEDED; b += 500) {
+    await conn.collection("zones").insertMany(
+      Array.from({ length: Math.min(500, SEEDED - b) }, (_, i) => {
+        const at = new Date(t0 + b + i);
+        return { _id: randomUUID() as any, name: `seeded ${b + i}`, slug: `seeded-${suffix}-${b + i}`, dcr_enabled: false, operator_coauthor_badge: true, reserved: false, created_at: at, updated_at: at, archived_at: null };
+      }),
+    );
+  }
+  const listed = await conn.collection("zones").countDocuments({});
+  results.push(await load(`GET /v1/zones?limit=200 (${listed} zones)`, { url: `${base}/v1/zones?limit=200`, headers: auth }));
+
+  // Page 1 against page 500 of the same list (limit 2 → 1,000 rows deep), 20 sequential requests each.
+  const rows = await conn.collection("zones").find({}, { projection: { created_at: 1 } }).sort({ created_at: -1, _id: -1 }).toArray();
+  const deep = rows[499 * 2 - 1] ?? rows[rows.length - 1]!;
+  const cursor = Buffer.from(JSON.stringify({ ts: new Date(deep.created_at).toISOString(), id: String(deep._id) })).toString("base64url");
+  const page1 = await timed(`${base}/v1/zones?limit=2`, 20);
+  const page500 = await timed(`${base}/v1/zones?limit=2&cursor=${cursor}`, 20);
+
   let n = 0;
   results.push(
     await load("POST /v1/zones (+ signed event)", {
@@ -122,24 +186,20 @@ async function main(): Promise<void> {
       requests: [{ method: "POST", setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ name: `bench ${n++}` }) }) }],
     } as Partial<autocannon.Options>),
   );
-  const conn = await mongoose.createConnection(mongoUrl).asPromise();
   const zonesAfterPost = await conn.collection("zones").countDocuments({});
-  results.push(await load(`GET /v1/zones?limit=200 (${zonesAfterPost} zones)`, { url: `${base}/v1/zones?limit=200`, headers: auth }));
   const loaded = rssAll();
-
-  // Page 1 against page 500 (limit 20 → 10,000 rows deep), on the same collection.
-  const rows = await conn.collection("zones").find({}, { projection: { created_at: 1 } }).sort({ created_at: -1, _id: -1 }).toArray();
-  const deep = rows[500 * 20 - 1] ?? rows[rows.length - 1]!;
-  const cursor = Buffer.from(JSON.stringify({ ts: new Date(deep.created_at).toISOString(), id: String(deep._id) })).toString("base64url");
-  const page1 = await timed(`${base}/v1/zones?limit=20`, 20);
-  const page500 = await timed(`${base}/v1/zones?limit=20&cursor=${cursor}`, 20);
   await conn.dropDatabase();
   await conn.close();
 
   console.log(`\nbench: ${DURATION}s per load after a 2s warm-up, ${CONNECTIONS} connections, loopback, 2 cores shared by load generator and servers`);
   console.log("| load | req/s | p50 ms | p99 ms | errors | non-2xx |\n|---|---|---|---|---|---|");
   for (const r of results) console.log(`| ${r.name} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.non2xx} |`);
-  console.log(`\nlist keyset, limit=20, ${rows.length} zones: page 1 p50 ${page1.p50} ms p99 ${page1.p99} ms; page ${rows.length >= 10000 ? 500 : Math.floor(rows.length / 20)} p50 ${page500.p50} ms p99 ${page500.p99} ms`);
+  console.log(`\nlist keyset, limit=2, ${rows.length} zones: page 1 p50 ${page1.p50} ms p99 ${page1.p99} ms; page 500 p50 ${page500.p50} ms p99 ${page500.p99} ms`);
+  console.log(`zones in the store after the POST load: ${zonesAfterPost}`);
+  console.log(`\nCPU seconds per process during each ${DURATION}s load (where the time goes; 2 cores = ${2 * DURATION} s available):`);
+  const procs = Object.keys(cpuSplit[0]?.seconds ?? {});
+  console.log(`| load | ${procs.join(" | ")} |\n|---|${procs.map(() => "---").join("|")}|`);
+  for (const row of cpuSplit) console.log(`| ${row.phase} | ${procs.map((p) => row.seconds[p]).join(" | ")} |`);
   console.log("\nRSS MB (idle → after load):");
   for (const name of Object.keys(idle)) console.log(`  ${name}: ${idle[name]} → ${loaded[name]}`);
 }

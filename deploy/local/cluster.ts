@@ -10,7 +10,9 @@ const port = process.env.PORT ?? "3000";
 const children: ChildProcess[] = [];
 
 function launch(names: string[]): void {
-  const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "service.ts"), names.join(",")], { stdio: "inherit", env: process.env });
+  // Built (`npm run build`, as npm start does): plain Node on the bundle, ~30 MB less per process than tsx.
+  const entry = __filename.endsWith(".js") ? [join(__dirname, "service.js")] : ["--import", "tsx", join(__dirname, "service.ts")];
+  const child = spawn(process.execPath, [...entry, names.join(",")], { stdio: "inherit", env: process.env });
   children.push(child);
   child.on("exit", (code, signal) => {
     if (!stopping) {

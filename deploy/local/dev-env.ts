@@ -1,9 +1,13 @@
 // Development secrets: generated once into .local/dev.env and shared by every local process.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
-export const REPO_ROOT = join(__dirname, "..", "..");
+/** The checkout this code runs from (also when bundled into dist/). */
+export const REPO_ROOT = (() => {
+  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) if (existsSync(join(dir, "package.json"))) return dir;
+  return process.cwd();
+})();
 export const DEV_ENV_FILE = join(REPO_ROOT, ".local", "dev.env");
 
 const GENERATED = {

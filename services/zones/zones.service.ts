@@ -23,14 +23,18 @@ interface ZoneBody {
 
 interface Methods extends OutboxMethods, MongoMethods {
   zones(): Model<ZoneDoc>;
-  activeZone(id: string): Promise<ZoneDoc>;
+  activeZone(id: string, cached?: boolean): Promise<ZoneDoc>;
   nextSlugSuffix(base: string): Promise<number>;
   liveDcrCount(ctx: ApiContext, zoneId: string): Promise<number>;
+  readZone(id: string): Promise<ZoneDoc | null>;
+  zoneChanged(ctx: ApiContext, id: string): void;
 }
 
 const zoneName = { type: "string", trim: true, min: 1, max: 120 } as const;
 const zoneSlug = { type: "string", pattern: SLUG_PATTERN, messages: { stringPattern: "slug must match ^[a-z0-9-]+$" } } as const;
 const idParams = pathParams("id");
+const ZONE_CACHE_MS = 30_000;
+const ZONE_CACHE_MAX = 50_000;
 
 const ZonesService: ServiceSchema<{}, Methods> = {
   name: "zones",
@@ -53,14 +57,14 @@ const ZonesService: ServiceSchema<{}, Methods> = {
     get: {
       params: { params: idParams },
       async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
-        return toPublicZone(await this.activeZone(ctx.params.params.id));
+        return toPublicZone(await this.activeZone(ctx.params.params.id, true));
       },
     },
 
     dcrStatus: {
       params: { params: idParams },
       async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
-        const zone = await this.activeZone(ctx.params.params.id);
+        const zone = await this.activeZone(ctx.params.params.id, true);
         return { id: zone._id, dcr_enabled: zone.dcr_enabled, live_dcr_applications: await this.liveDcrCount(ctx, zone._id) };
       },
     },
@@ -142,6 +146,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
           throw err;
         }
         if (!updated) throw notFound("zone_not_found", "zone not found");
+        this.zoneChanged(ctx, id);
         await this.outboxKick("Zone", id);
         if (extra.dcr_shutdown === "revoke_live") {
           // The event above guarantees the revocation; this call makes it visible before we answer.
@@ -162,6 +167,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
           await this.activeZone(id);
           await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, updated_at: now } }, [this.zoneEvent(ctx, id, "zone", id, "deleted")]));
         });
+        this.zoneChanged(ctx, id);
         await this.outboxKick("Zone", id);
         ctx.broadcast("zones.zone.archived", { zone_id: id });
         return noContent(ctx);
@@ -174,10 +180,16 @@ const ZonesService: ServiceSchema<{}, Methods> = {
       params: { id: "string" },
       cache: false,
       async handler(ctx: ApiContext<{ id: string }>) {
-        const z = await this.zones().findById(ctx.params.id).lean<ZoneDoc>();
+        const z = await this.readZone(ctx.params.id);
         if (!z) return null;
         return { ...toPublicZone(z), reserved: z.reserved, archived: z.archived_at !== null };
       },
+    },
+  },
+
+  events: {
+    "zones.zone.changed"(this: any, ctx: { params: { zone_id: string } }) {
+      this.zoneCache.delete(ctx.params.zone_id);
     },
   },
 
@@ -187,10 +199,29 @@ const ZonesService: ServiceSchema<{}, Methods> = {
     },
 
     // Point reads go by `_id` alone: FerretDB v1 pushes nothing else down to its store.
-    async activeZone(id: string) {
-      const zone = await this.zones().findById(id).lean<ZoneDoc>();
+    async activeZone(id: string, cached = false) {
+      const zone = cached ? await this.readZone(id) : await this.zones().findById(id).lean<ZoneDoc>();
       if (!zone || zone.archived_at) throw notFound("zone_not_found", "zone not found");
       return zone;
+    },
+
+    /**
+     * Zones are read on nearly every request of every service (existence, system-zone gate) and
+     * change rarely, so reads are served from memory for up to ZONE_CACHE_MS. A write evicts the
+     * entry here at once and on every other zones instance through the broadcast below.
+     */
+    async readZone(id: string) {
+      const hit = this.zoneCache.get(id);
+      if (hit && hit.until > Date.now()) return hit.zone;
+      const zone = await this.zones().findById(id, { _outbox: 0 }).lean<ZoneDoc>();
+      if (this.zoneCache.size >= ZONE_CACHE_MAX) this.zoneCache.clear();
+      this.zoneCache.set(id, { zone, until: Date.now() + ZONE_CACHE_MS });
+      return zone;
+    },
+
+    zoneChanged(ctx: ApiContext, id: string) {
+      this.zoneCache.delete(id);
+      ctx.broadcast("zones.zone.changed", { zone_id: id }, { groups: ["zones"] });
     },
 
     /** The next suffix to try for a generated slug: a per-base counter, so the thousandth "My Zone" costs one step. */
@@ -214,6 +245,10 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         throw err;
       }
     },
+  },
+
+  created(this: any) {
+    this.zoneCache = new Map();
   },
 };
 

@@ -57,6 +57,8 @@ redis.call('SET', KEYS[2], id, 'EX', tonumber(ARGV[2]))
 return id
 `;
 
+const RELAY_CONCURRENCY = 8;
+
 export function backoffMs(attempts: number): number {
   const base = Math.min(60, 2 ** Math.min(attempts, 6));
   return Math.floor((base + Math.random() * 0.3 * base) * 1000);
@@ -88,6 +90,7 @@ export class OutboxRelay {
   private running: Promise<void> | null = null;
   private stopping = false;
   private kicked = false;
+  private again = false;
   afterPublish: AfterPublishHook | null = null;
 
   constructor(
@@ -109,7 +112,13 @@ export class OutboxRelay {
 
   /** Asks for a pass soon, so a fresh write is published without waiting for the poll interval. */
   kick(): void {
-    if (this.stopping || this.kicked) return;
+    if (this.stopping) return;
+    // A kick during a pass is remembered: the pass may have read the hints before this write's.
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.kicked) return;
     this.kicked = true;
     setImmediate(() => {
       this.kicked = false;
@@ -141,7 +150,11 @@ export class OutboxRelay {
     this.running = (async () => {
       for (const model of this.models) {
         try {
-          published += await this.drain(model);
+          // Keep going while whole batches come back, so a backlog drains within one pass.
+          for (let round = 0, got = this.settings.batch; got >= this.settings.batch && round < 20 && !this.stopping; round++) {
+            got = await this.drain(model);
+            published += got;
+          }
         } catch (err) {
           this.logger.warn({ err: (err as Error).message, collection: model.collection.name }, "outbox pass failed");
         }
@@ -151,6 +164,10 @@ export class OutboxRelay {
       await this.running;
     } finally {
       this.running = null;
+    }
+    if (this.again && !this.stopping) {
+      this.again = false;
+      this.kick();
     }
     return published;
   }
@@ -181,22 +198,31 @@ export class OutboxRelay {
   private async drain(model: Model<any>): Promise<number> {
     const k = hintKeys(model);
     const ids = await this.redis.zrangebyscore(k.due, "-inf", Date.now(), "LIMIT", 0, this.settings.batch);
+    // A few documents at a time: each waits mostly on Redis and the store, so the relay keeps up
+    // with a burst of writes without holding anything long.
     let count = 0;
-    for (const id of ids) {
-      if (this.stopping) break;
-      // The document lock is the claim: another relay (or a writer) holding it makes this pass skip
-      // the document, and a relay that dies lets it lapse after the lease.
-      const lock = await tryDocLock(this.redis, docLockKey(model, id), this.settings.leaseSec * 1000);
-      if (!lock) continue;
-      try {
-        const doc = await model.findById(id).lean();
-        count += doc ? await this.publishDocument(model, doc) : 0;
-        if (!doc) await this.redis.multi().zrem(k.due, id).zrem(k.pendingSince, id).hdel(k.pendingCount, id).exec();
-      } finally {
-        await lock.release().catch(() => undefined);
-      }
-    }
+    const queue = [...ids];
+    const worker = async () => {
+      for (let id = queue.shift(); id !== undefined && !this.stopping; id = queue.shift()) count += await this.publishOne(model, id);
+    };
+    await Promise.all(Array.from({ length: Math.min(RELAY_CONCURRENCY, queue.length) }, worker));
     return count;
+  }
+
+  private async publishOne(model: Model<any>, id: string): Promise<number> {
+    const k = hintKeys(model);
+    // The document lock is the claim: another relay (or a writer) holding it makes this pass skip
+    // the document, and a relay that dies lets it lapse after the lease.
+    const lock = await tryDocLock(this.redis, docLockKey(model, id), this.settings.leaseSec * 1000);
+    if (!lock) return 0;
+    try {
+      const doc = await model.findById(id).lean();
+      if (doc) return await this.publishDocument(model, doc);
+      await this.redis.multi().zrem(k.due, id).zrem(k.pendingSince, id).hdel(k.pendingCount, id).exec();
+      return 0;
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
   }
 
   private async publishDocument(model: Model<any>, doc: any): Promise<number> {
