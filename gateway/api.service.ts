@@ -47,6 +47,9 @@ const ApiService: ServiceSchema<any> = {
     ip: config().host,
     logRequest: null,
     logResponse: null,
+    // Bodies carry secrets (client secrets, provider credentials): never log params or response data.
+    logRequestParams: null,
+    logResponseData: null,
     log4XXResponses: false,
     logRouteRegistration: false,
     // Runs before anything else for every request: the request id and the /v1 security headers.

@@ -24,6 +24,14 @@ export const ROUTES: RouteDef[] = [
   { method: "DELETE", path: "/zones/:id", action: "zones.remove", summary: "Archive a zone" },
   { method: "GET", path: "/zones/:id/dcr-status", action: "zones.dcrStatus", summary: "DCR gate and live DCR applications of a zone" },
 
+  { method: "GET", path: "/zones/:zoneId/applications", action: "applications.list", summary: "List applications" },
+  { method: "POST", path: "/zones/:zoneId/applications", action: "applications.create", bodyError: "invalid_application", summary: "Create a managed application (client secret shown once)" },
+  { method: "POST", path: "/zones/:zoneId/applications/dcr", action: "applications.registerDcr", bodyError: "invalid_application", summary: "Register a short-lived DCR application" },
+  { method: "GET", path: "/zones/:zoneId/applications/:id", action: "applications.get", summary: "Get an application" },
+  { method: "PATCH", path: "/zones/:zoneId/applications/:id", action: "applications.update", bodyError: "invalid_application", summary: "Update an application" },
+  { method: "DELETE", path: "/zones/:zoneId/applications/:id", action: "applications.remove", summary: "Archive an application" },
+  { method: "POST", path: "/zones/:zoneId/applications/:id/rotate-secret", action: "applications.rotateSecret", summary: "Replace the client secret (new one shown once)" },
+
   { method: "POST", path: "/policies/validate", action: "policies.validate", bodyError: "invalid_body", summary: "Validate a Rego data document (structural checks and an OPA compile)" },
   { method: "GET", path: "/policy-templates", action: "policies.templates", summary: "The policy template catalogue" },
   { method: "GET", path: "/zones/:zoneId/policies", action: "policies.list", summary: "List policies" },

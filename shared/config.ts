@@ -30,6 +30,8 @@ export interface Config {
   docsEnabled: boolean;
   controlAudience: string;
   maxResourcesPerZone: number;
+  /** DCR garbage collection interval. */
+  dcrGcIntervalMs: number;
   /** Services /ready waits for; null means every service the route table names. */
   readyServices: string[] | null;
 }
@@ -118,6 +120,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     docsEnabled: !release && (env.API_ENABLE_DOCS ?? "true").trim() !== "false",
     controlAudience: env.CONTROL_AUDIENCE?.trim() || "caracal-control",
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
+    dcrGcIntervalMs: int(env, "DCR_GC_INTERVAL_MS", 60_000, 100),
     readyServices: env.READY_SERVICES?.trim() ? env.READY_SERVICES.split(",").map((x) => x.trim()).filter(Boolean) : null,
     generatedKeys: generated,
   };

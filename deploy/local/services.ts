@@ -4,6 +4,7 @@ import type { ServiceSchema } from "moleculer";
 export const PROCESSES: Record<string, () => Promise<ServiceSchema<any, any, any, any>[]>> = {
   gateway: async () => [(await import("../../gateway/api.service")).default, (await import("../../gateway/admin-tokens.service")).default],
   zones: async () => [(await import("../../services/zones/zones.service")).default],
+  applications: async () => [(await import("../../services/applications/applications.service")).default],
   policies: async () => [(await import("../../services/policies/policies.service")).default],
 };
 

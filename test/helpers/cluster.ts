@@ -1,6 +1,6 @@
 // Starts the gateway and services in this jest process, each as its own broker over the real NATS,
 // against the real FerretDB and Redis, in a namespace and database of its own.
-import { ServiceBroker } from "moleculer";
+import { ServiceBroker, Loggers } from "moleculer";
 import { randomBytes } from "node:crypto";
 import request from "supertest";
 import type { AddressInfo } from "node:net";
@@ -23,6 +23,20 @@ export interface ClusterOptions {
   /** Process names from deploy/local/services.ts; the gateway is always included. */
   processes?: string[];
   env?: Record<string, string>;
+  /** Every log call of every broker, at every level, serialised into this array (for secret checks). */
+  captureLogs?: string[];
+}
+
+/** A Moleculer logger that records each call's arguments instead of printing them. */
+function captureLogger(sink: string[]) {
+  const Base = (Loggers as any).Base;
+  return new (class extends Base {
+    getLogHandler(bindings: Record<string, unknown>) {
+      return (type: string, args: unknown[]) => {
+        sink.push(JSON.stringify({ type, mod: bindings?.mod, args }, (_k, v) => (v instanceof Error ? { name: v.name, message: v.message, data: (v as any).data } : v)));
+      };
+    }
+  })() as any;
 }
 
 export const TEST_STREAMS_KEY = "0123456789abcdef".repeat(4);
@@ -65,6 +79,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const broker = new ServiceBroker(
       brokerOptions({
         nodeID: `${name}-${suffix}-${generation++}`,
+        ...(opts.captureLogs ? { logger: captureLogger(opts.captureLogs) } : {}),
         metrics: name === "gateway" ? ({ enabled: true, reporter: [new (EmbeddedPrometheusReporter as any)({})] } as any) : { enabled: false },
       }),
     );

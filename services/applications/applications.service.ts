@@ -1,0 +1,298 @@
+// Applications: managed and DCR clients of a zone. Owns `applications`; secrets only as Argon2id.
+import type { ServiceSchema } from "moleculer";
+import type { Model } from "mongoose";
+import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
+import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
+import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
+import { AppError, badRequest, notFound } from "../../shared/errors";
+import { newId } from "../../shared/ids";
+import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
+import { created, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
+import { anyQuery, checkBody, pathParams, strictBody } from "../../shared/validation";
+import { redisClient } from "../../shared/redis";
+import { tryDocLock } from "../../shared/doc-lock";
+import { config } from "../../shared/config";
+import { applicationSchema, isLiveDcr, toPublicApplication, type ApplicationDoc } from "./models/application.model";
+import { checkTraits } from "./traits";
+import { hashClientSecret, newClientSecret, verifyClientSecret } from "./client-secret";
+
+const DCR_BURST_PER_SECOND = 10;
+const DCR_LIVE_CAP = 1000;
+const DCR_GC_GRACE_MS = 24 * 3600 * 1000;
+const DCR_GC_BATCH = 500;
+
+const appName = { type: "string", min: 1, max: 200 } as const;
+const traitList = { type: "array", items: "string", optional: true } as const;
+const createBody = strictBody({ name: appName, registration_method: { type: "equal", value: "managed", strict: true }, traits: traitList });
+
+interface Methods extends OutboxMethods, MongoMethods {
+  apps(): Model<ApplicationDoc>;
+  activeZone(ctx: ApiContext, zoneId: string): Promise<void>;
+  appInZone(zoneId: string, id: string): Promise<ApplicationDoc>;
+  liveDcr(zoneId: string): Promise<ApplicationDoc[]>;
+  archive(ctx: ApiContext, app: ApplicationDoc, reason: string): Promise<boolean>;
+  collectExpiredDcr(): Promise<number>;
+}
+
+const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> = {
+  name: "applications",
+  mixins: [MongoMixin({ Application: { schema: applicationSchema, collection: "applications" } }), OutboxMixin(["Application"])],
+
+  actions: {
+    list: {
+      params: { params: pathParams("zoneId"), query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
+        const q = parseListQuery(ctx.params.query);
+        const rows = await this.apps()
+          .find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0, secret_hash: 0 })
+          .sort(keysetSort())
+          .limit(q.limit + 1)
+          .lean<ApplicationDoc[]>();
+        const withTraits = ctx.meta.actor?.scope === "global";
+        return pageOf(rows, q, (a) => toPublicApplication(a, withTraits));
+      },
+    },
+
+    get: {
+      params: { params: pathParams("zoneId", "id") },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const app = await this.appInZone(ctx.params.params.zoneId, ctx.params.params.id);
+        return toPublicApplication(app, ctx.meta.actor?.scope === "global");
+      },
+    },
+
+    create: {
+      // The body is checked in the handler: the reference looks the zone up first.
+      params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; traits?: string[] }>>) {
+        const { zoneId } = ctx.params.params;
+        await this.activeZone(ctx, zoneId);
+        checkBody(createBody, ctx.params.body, "invalid_application");
+        const body = ctx.params.body;
+        assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.applicationName);
+        const traits = body.traits ?? [];
+        checkTraits(traits, ctx.meta.actor);
+        const secret = newClientSecret();
+        const doc: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "managed", traits, expires_at: null, created_at: new Date(), archived_at: null, secret_hash: await hashClientSecret(secret) };
+        await this.apps().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, zoneId, "application", doc._id, "created")]) });
+        await this.outboxKick("Application", doc._id);
+        return created(ctx, `/v1/zones/${zoneId}/applications/${doc._id}`, { ...toPublicApplication(doc, false), client_secret: secret });
+      },
+    },
+
+    registerDcr: {
+      params: {
+        params: pathParams("zoneId"),
+        body: strictBody({ name: appName, expires_in: { type: "number", integer: true, min: 1, max: 3600, optional: true } }),
+      },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; expires_in?: number }>>) {
+        const { zoneId } = ctx.params.params;
+        const body = ctx.params.body;
+        assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.applicationName);
+        // Burst limit per (zone, actor), counted in Redis so every instance shares it.
+        const second = Math.floor(Date.now() / 1000);
+        const key = `${config().namespace}:dcr_rl:${zoneId}:${ctx.meta.actor?.id ?? "anon"}:${second}`;
+        const res = await redisClient().multi().incr(key).expire(key, 3).exec();
+        if (Number(res?.[0]?.[1] ?? 0) > DCR_BURST_PER_SECOND) throw new AppError(429, "dcr_rate_limit_exceeded", `more than ${DCR_BURST_PER_SECOND} DCR registrations per second`);
+        const zone = await ctx.call<{ archived: boolean; dcr_enabled: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
+        if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+        if (!zone.dcr_enabled) throw new AppError(403, "dcr_disabled", "dynamic client registration is off in this zone");
+        const secret = newClientSecret();
+        const secretHash = await hashClientSecret(secret);
+        // The cap is counted and the app inserted under one lock per zone, so concurrent
+        // registrations cannot pass the cap together.
+        const doc = await this.locked(this.apps(), `dcr-cap:${zoneId}`, async () => {
+          if ((await this.liveDcr(zoneId)).length >= DCR_LIVE_CAP) throw new AppError(429, "dcr_limit_exceeded", `a zone holds at most ${DCR_LIVE_CAP} live DCR applications`);
+          const now = new Date();
+          const app: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "dcr", traits: [], expires_at: new Date(now.getTime() + (body.expires_in ?? 3600) * 1000), created_at: now, archived_at: null, secret_hash: secretHash };
+          await this.apps().create({ ...app, ...withNewEvents([this.zoneEvent(ctx, zoneId, "application", app._id, "created", { registration_method: "dcr" })]) });
+          return app;
+        });
+        await this.outboxKick("Application", doc._id);
+        return created(ctx, `/v1/zones/${zoneId}/applications/${doc._id}`, { ...toPublicApplication(doc, false), client_secret: secret });
+      },
+    },
+
+    update: {
+      params: { params: pathParams("zoneId", "id"), body: strictBody({ name: { ...appName, optional: true }, client_secret: { type: "string", min: 1, optional: true }, traits: traitList }) },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { name?: string; client_secret?: string; traits?: string[] }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const body = ctx.params.body;
+        assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.applicationName);
+        if (body.traits) checkTraits(body.traits, ctx.meta.actor);
+        if (body.client_secret !== undefined) {
+          const app = await this.appInZone(zoneId, id);
+          if (!app.secret_hash) throw badRequest("client_secret_not_configured", "this application has no client secret");
+        }
+        const set: Record<string, unknown> = {};
+        if (body.name !== undefined) set.name = body.name;
+        if (body.traits !== undefined) set.traits = body.traits;
+        if (body.client_secret !== undefined) set.secret_hash = await hashClientSecret(body.client_secret);
+        if (!Object.keys(set).length) throw badRequest("no_fields", "nothing to update");
+        const updated = await this.locked(this.apps(), id, async () => {
+          await this.appInZone(zoneId, id);
+          // Which fields changed is recorded; a secret change is only flagged, never its value.
+          const changed = Object.keys(set).map((k) => (k === "secret_hash" ? "client_secret" : k)).sort().join(",");
+          return this.apps().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: changed, secret_rotated: body.client_secret !== undefined ? "true" : null })]), { returnDocument: "after" }).lean<ApplicationDoc>();
+        });
+        await this.outboxKick("Application", id);
+        return { id: updated!._id, name: updated!.name };
+      },
+    },
+
+    rotateSecret: {
+      params: { params: pathParams("zoneId", "id"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const secret = newClientSecret();
+        const secretHash = await hashClientSecret(secret);
+        await this.locked(this.apps(), id, async () => {
+          await this.appInZone(zoneId, id);
+          await this.apps().updateOne({ _id: id }, pushEvents({ $set: { secret_hash: secretHash } }, [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: "client_secret", secret_rotated: "true" })]));
+        });
+        await this.outboxKick("Application", id);
+        return { id, client_secret: secret };
+      },
+    },
+
+    remove: {
+      params: { params: pathParams("zoneId", "id") },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        const app = await this.appInZone(zoneId, id);
+        if (!(await this.archive(ctx, app, "deleted"))) throw notFound("application_not_found", "application not found");
+        return noContent(ctx);
+      },
+    },
+
+    /** Internal: live DCR applications of a zone, for dcr-status and the DCR shutdown decision. */
+    liveDcrCount: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        return { count: (await this.liveDcr(ctx.params.zone_id)).length };
+      },
+    },
+
+    /** Internal: DCR shutdown with revoke_live archives every live DCR application of the zone. */
+    revokeLiveDcr: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        let archived = 0;
+        for (const app of await this.liveDcr(ctx.params.zone_id)) if (await this.archive(ctx, app, "dcr_shutdown")) archived++;
+        return { archived };
+      },
+    },
+
+    /** Internal: what resources need to know about a gateway application. */
+    resolveForGateway: {
+      visibility: "public",
+      params: { zone_id: "string", id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string; id: string }>) {
+        const app = await this.apps().findById(ctx.params.id, { _outbox: 0, secret_hash: 0 }).lean<ApplicationDoc>();
+        if (!app || app.zone_id !== ctx.params.zone_id) return null;
+        return { id: app._id, zone_id: app.zone_id, registration_method: app.registration_method, expires_at: app.expires_at ? new Date(app.expires_at).toISOString() : null, archived: app.archived_at !== null };
+      },
+    },
+
+    /** Internal: checks a client secret (the token service's job in production; used to prove rotation). */
+    verifySecret: {
+      visibility: "public",
+      params: { zone_id: "string", id: "string", client_secret: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string; id: string; client_secret: string }>) {
+        const app = await this.apps().findById(ctx.params.id).lean<ApplicationDoc>();
+        const valid = !!app && app.zone_id === ctx.params.zone_id && !app.archived_at && !!app.secret_hash && (await verifyClientSecret(app.secret_hash, ctx.params.client_secret));
+        return { valid };
+      },
+    },
+
+    /** Internal: one pass of the DCR garbage collector (the timer calls the same method). */
+    collectExpiredDcr: {
+      visibility: "public",
+      async handler() {
+        return { archived: await this.collectExpiredDcr() };
+      },
+    },
+  },
+
+  events: {
+    "zones.zone.archived"(this: any) {
+      // Nothing cached per zone here; creates ask the zones service each time.
+    },
+  },
+
+  methods: {
+    apps(this: any) {
+      return this.models.Application as Model<ApplicationDoc>;
+    },
+
+    async activeZone(ctx: ApiContext, zoneId: string) {
+      const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
+      if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+    },
+
+    // By `_id` only (FerretDB scans for anything else); the zone is checked in code.
+    async appInZone(zoneId: string, id: string) {
+      const app = await this.apps().findById(id).lean<ApplicationDoc>();
+      if (!app || app.zone_id !== zoneId || app.archived_at) throw notFound("application_not_found", "application not found");
+      return app;
+    },
+
+    async liveDcr(zoneId: string) {
+      const rows = await this.apps().find({ zone_id: zoneId, registration_method: "dcr", archived_at: null, expires_at: { $gt: new Date() } }, { _outbox: 0, secret_hash: 0 }).lean<ApplicationDoc[]>();
+      return rows.filter((a) => isLiveDcr(a));
+    },
+
+    /**
+     * Archives one application (once: false when it already was) with its zone event, then clears it
+     * as gateway application of the zone's resources. The providers service also reacts to the
+     * broadcast, so a failed call still converges.
+     */
+    async archive(ctx: ApiContext, app: ApplicationDoc, reason: string) {
+      const done = await this.locked(this.apps(), app._id, async () => {
+        const fresh = await this.apps().findById(app._id).lean<ApplicationDoc>();
+        if (!fresh || fresh.archived_at) return false;
+        await this.apps().updateOne({ _id: app._id }, pushEvents({ $set: { archived_at: new Date() } }, [this.zoneEvent(ctx, app.zone_id, "application", app._id, "deleted", { reason })]));
+        return true;
+      });
+      if (!done) return false;
+      await this.outboxKick("Application", app._id);
+      ctx.broadcast("applications.application.archived", { zone_id: app.zone_id, application_id: app._id });
+      await ctx.call("providers.clearGatewayApplication", { zone_id: app.zone_id, application_id: app._id }).catch((err: Error) => {
+        if (err.name !== "ServiceNotFoundError") this.logger.warn({ err: err.message, application_id: app._id }, "clearing gateway bindings failed; the broadcast will retry it");
+      });
+      return true;
+    },
+
+    /** Archives DCR applications expired for more than 24 h; one instance acts per tick. */
+    async collectExpiredDcr(this: any) {
+      const interval = this.settings.dcrGcIntervalMs ?? 60_000;
+      const tick = await tryDocLock(redisClient(), `${this.db.name}:dcr-gc`, Math.max(1000, interval - 500));
+      if (!tick) return 0;
+      const cutoff = new Date(Date.now() - DCR_GC_GRACE_MS);
+      const expired = await this.apps().find({ registration_method: "dcr", archived_at: null, expires_at: { $lt: cutoff } }, { _outbox: 0, secret_hash: 0 }).sort({ expires_at: 1 }).limit(DCR_GC_BATCH).lean();
+      const ctx = this.broker.ContextFactory.create(this.broker, null, {}, { meta: { actor: { id: "system:dcr-gc" } } });
+      let archived = 0;
+      // The tick lock is left to expire: releasing it would let a second instance run the same tick.
+      for (const app of expired) if (await this.archive(ctx, app, "dcr_expired")) archived++;
+      return archived;
+    },
+  },
+
+  created(this: any) {
+    this.settings.dcrGcIntervalMs ??= config().dcrGcIntervalMs;
+  },
+
+  started(this: any) {
+    this.gcTimer = setInterval(() => void this.collectExpiredDcr().catch((err: Error) => this.logger.warn({ err: err.message }, "DCR GC failed")), this.settings.dcrGcIntervalMs);
+    this.gcTimer.unref?.();
+  },
+
+  stopped(this: any) {
+    clearInterval(this.gcTimer);
+  },
+};
+
+export default ApplicationsService;

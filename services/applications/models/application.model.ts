@@ -1,0 +1,52 @@
+// The applications collection: managed and DCR applications, archived in place, events inside.
+import { Schema } from "mongoose";
+import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+
+export interface ApplicationDoc {
+  _id: string;
+  zone_id: string;
+  name: string;
+  registration_method: "managed" | "dcr";
+  traits: string[];
+  expires_at: Date | null;
+  created_at: Date;
+  archived_at: Date | null;
+  /** Argon2id of the client secret; never leaves this service. */
+  secret_hash: string | null;
+}
+
+export const applicationSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    zone_id: { type: String, required: true },
+    name: { type: String, required: true },
+    registration_method: { type: String, required: true },
+    traits: { type: [String], default: [] },
+    expires_at: { type: Date, default: null },
+    created_at: { type: Date, required: true },
+    archived_at: { type: Date, default: null },
+    secret_hash: { type: String, default: null },
+    ...outboxFields,
+  },
+  { versionKey: false, _id: false },
+);
+
+applicationSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+applicationSchema.index({ registration_method: 1, archived_at: 1, expires_at: 1 });
+addOutboxIndexes(applicationSchema);
+
+/** The public shape; traits only for global-scope readers (and never in create responses). */
+export function toPublicApplication(a: ApplicationDoc, withTraits: boolean) {
+  return {
+    id: a._id,
+    zone_id: a.zone_id,
+    name: a.name,
+    registration_method: a.registration_method,
+    ...(withTraits ? { traits: a.traits ?? [] } : {}),
+    expires_at: a.expires_at ? new Date(a.expires_at).toISOString() : null,
+    created_at: new Date(a.created_at).toISOString(),
+  };
+}
+
+export const isLiveDcr = (a: ApplicationDoc, now = Date.now()): boolean =>
+  a.registration_method === "dcr" && !a.archived_at && !!a.expires_at && new Date(a.expires_at).getTime() > now;
