@@ -32,6 +32,18 @@ export const ROUTES: RouteDef[] = [
   { method: "DELETE", path: "/zones/:zoneId/applications/:id", action: "applications.remove", summary: "Archive an application" },
   { method: "POST", path: "/zones/:zoneId/applications/:id/rotate-secret", action: "applications.rotateSecret", summary: "Replace the client secret (new one shown once)" },
 
+  { method: "GET", path: "/zones/:zoneId/providers", action: "providers.listProviders", summary: "List providers" },
+  { method: "POST", path: "/zones/:zoneId/providers", action: "providers.createProvider", bodyError: "invalid_provider", summary: "Create a provider (secret config sealed)" },
+  { method: "GET", path: "/zones/:zoneId/providers/:id", action: "providers.getProvider", summary: "Get a provider" },
+  { method: "PATCH", path: "/zones/:zoneId/providers/:id", action: "providers.updateProvider", bodyError: "invalid_provider", summary: "Update a provider" },
+  { method: "DELETE", path: "/zones/:zoneId/providers/:id", action: "providers.removeProvider", summary: "Archive a provider" },
+
+  { method: "GET", path: "/zones/:zoneId/resources", action: "providers.listResources", summary: "List resources" },
+  { method: "POST", path: "/zones/:zoneId/resources", action: "providers.createResource", bodyError: "invalid_resource", summary: "Create a resource" },
+  { method: "GET", path: "/zones/:zoneId/resources/:id", action: "providers.getResource", summary: "Get a resource" },
+  { method: "PATCH", path: "/zones/:zoneId/resources/:id", action: "providers.updateResource", bodyError: "invalid_resource", summary: "Update a resource" },
+  { method: "DELETE", path: "/zones/:zoneId/resources/:id", action: "providers.removeResource", summary: "Archive a resource" },
+
   { method: "POST", path: "/policies/validate", action: "policies.validate", bodyError: "invalid_body", summary: "Validate a Rego data document (structural checks and an OPA compile)" },
   { method: "GET", path: "/policy-templates", action: "policies.templates", summary: "The policy template catalogue" },
   { method: "GET", path: "/zones/:zoneId/policies", action: "policies.list", summary: "List policies" },

@@ -5,6 +5,7 @@ export const PROCESSES: Record<string, () => Promise<ServiceSchema<any, any, any
   gateway: async () => [(await import("../../gateway/api.service")).default, (await import("../../gateway/admin-tokens.service")).default],
   zones: async () => [(await import("../../services/zones/zones.service")).default],
   applications: async () => [(await import("../../services/applications/applications.service")).default],
+  providers: async () => [(await import("../../services/providers/providers.service")).default],
   policies: async () => [(await import("../../services/policies/policies.service")).default],
 };
 

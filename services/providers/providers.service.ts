@@ -1,0 +1,465 @@
+// Providers and resources of a zone. Owns `providers`, `resources`, `zone_keys`, `provider_counters`.
+import type { ServiceSchema } from "moleculer";
+import type { Model } from "mongoose";
+import { randomBytes } from "node:crypto";
+import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
+import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
+import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
+import { badRequest, conflict, notFound } from "../../shared/errors";
+import { newId } from "../../shared/ids";
+import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
+import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
+import { anyQuery, checkBody, lenientBody, pathParams } from "../../shared/validation";
+import { config } from "../../shared/config";
+import { counterSchema, providerSchema, resourceSchema, toPublicProvider, toPublicResource, zoneKeySchema, type ProviderDoc, type ResourceDoc } from "./models/provider.model";
+import { PROVIDER_IDENTIFIER, PROVIDER_KINDS, providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
+import { checkOperations, resourceIdentifierBase, resourceIdentifierProblem, type Operation } from "./resource-rules";
+import { open, seal } from "./sealing";
+
+interface ProviderBody {
+  name?: string;
+  identifier?: string;
+  kind?: ProviderKind;
+  config_json?: Record<string, unknown>;
+}
+
+interface ResourceBody {
+  name?: string;
+  identifier?: string;
+  upstream_url?: string | null;
+  scopes?: string[];
+  credential_provider_id?: string | null;
+  gateway_application_id?: string | null;
+  operations?: Operation[];
+  operation_enforcement?: "enforced" | "transport_uniform";
+}
+
+interface Methods extends OutboxMethods, MongoMethods {
+  providers(): Model<ProviderDoc>;
+  resources(): Model<ResourceDoc>;
+  activeZone(ctx: ApiContext, zoneId: string): Promise<void>;
+  zoneDataKey(zoneId: string): Promise<Buffer>;
+  sealSecrets(zoneId: string, providerId: string, secrets: Record<string, string>): Promise<ProviderDoc["secrets_sealed"]>;
+  nextSuffix(key: string): Promise<number>;
+  providerInZone(zoneId: string, id: string): Promise<ProviderDoc>;
+  resourceInZone(ctx: ApiContext, zoneId: string, id: string): Promise<ResourceDoc>;
+  checkGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<void>;
+  noneProvider(ctx: ApiContext, zoneId: string): Promise<string>;
+  clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<number>;
+}
+
+const providerBody = (required: boolean) =>
+  lenientBody({
+    name: { type: "string", optional: true },
+    identifier: { type: "string", optional: true },
+    kind: { type: "enum", values: [...PROVIDER_KINDS], optional: !required },
+    config_json: { type: "object", optional: true },
+  });
+
+const resourceBody = (required: boolean) =>
+  lenientBody({
+    name: { type: "string", min: 1, max: 200, optional: true },
+    identifier: { type: "string", min: 1, optional: true },
+    upstream_url: { type: "url", nullable: true, optional: true },
+    scopes: { type: "array", items: "string", min: 1, optional: !required },
+    credential_provider_id: { type: "string", nullable: true, optional: true },
+    gateway_application_id: { type: "string", min: 1, nullable: true, optional: true },
+    operations: { type: "array", optional: true, items: { type: "object", props: { method: "string", path: "string", scope: "string" } } },
+    operation_enforcement: { type: "enum", values: ["enforced", "transport_uniform"], optional: true },
+  });
+
+const isControl = (identifier: string) => identifier === config().controlAudience;
+const noneProviderId = (zoneId: string) => `provider-none-${zoneId}`;
+
+const ProvidersService: ServiceSchema<{}, Methods> = {
+  name: "providers",
+  mixins: [
+    MongoMixin({
+      Provider: { schema: providerSchema, collection: "providers" },
+      Resource: { schema: resourceSchema, collection: "resources" },
+      ZoneKey: { schema: zoneKeySchema, collection: "zone_keys" },
+      Counter: { schema: counterSchema, collection: "provider_counters" },
+    }),
+    OutboxMixin(["Provider", "Resource"]),
+  ],
+
+  actions: {
+    // ---- providers -------------------------------------------------------------------------
+    listProviders: {
+      params: { params: pathParams("zoneId"), query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
+        const q = parseListQuery(ctx.params.query);
+        const rows = await this.providers().find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0, secrets_sealed: 0 }).sort(keysetSort()).limit(q.limit + 1).lean<ProviderDoc[]>();
+        return pageOf(rows, q, toPublicProvider);
+      },
+    },
+
+    getProvider: {
+      params: { params: pathParams("zoneId", "id") },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        return toPublicProvider(await this.providerInZone(ctx.params.params.zoneId, ctx.params.params.id));
+      },
+    },
+
+    createProvider: {
+      params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, ProviderBody>>) {
+        const { zoneId } = ctx.params.params;
+        await this.activeZone(ctx, zoneId);
+        checkBody(providerBody(true), ctx.params.body, "invalid_provider");
+        const body = ctx.params.body;
+        const name = body.name?.trim() || undefined;
+        const explicit = body.identifier?.trim() || undefined;
+        if (!name && !explicit) throw badRequest("invalid_provider", "name or identifier is required", { issues: [{ path: ["name"], message: "name or identifier is required" }] });
+        if (explicit && !PROVIDER_IDENTIFIER.test(explicit)) throw badRequest("invalid_provider_identifier", "identifier must be provider:// followed by a lower-case slug");
+        const kind = body.kind!;
+        const { publicConfig, secrets } = validateProviderConfig(kind, body.config_json, true);
+        const base = explicit ?? providerIdentifierBase(name, kind);
+        assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.providerIdentifier);
+        const id = newId();
+        const now = new Date();
+        const sealed = Object.keys(secrets).length ? await this.sealSecrets(zoneId, id, secrets) : null;
+        for (let attempt = 0; attempt < 50; attempt++) {
+          const identifier = attempt === 0 ? base : `${base}-${await this.nextSuffix(`provider:${zoneId}:${base}`)}`;
+          assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
+          const doc: ProviderDoc = { _id: id, zone_id: zoneId, name: name ?? identifier, identifier, active_key: `${zoneId}|${identifier}`, kind, config_json: publicConfig, secret_config_keys: Object.keys(secrets).sort(), secrets_sealed: sealed, created_at: now, updated_at: now, archived_at: null };
+          try {
+            await this.providers().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, zoneId, "provider", id, "created")]) });
+          } catch (err) {
+            if (!isDuplicateKey(err)) throw err;
+            if (explicit) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
+            continue;
+          }
+          await this.outboxKick("Provider", id);
+          return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(doc));
+        }
+        throw conflict("provider_identifier_conflict", "no free identifier for this name");
+      },
+    },
+
+    updateProvider: {
+      params: { params: pathParams("zoneId", "id"), body: providerBody(false) },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ProviderBody>>) {
+        const { zoneId, id } = ctx.params.params;
+        const body = ctx.params.body;
+        const identifier = body.identifier?.trim() || undefined;
+        if (identifier !== undefined && !PROVIDER_IDENTIFIER.test(identifier)) throw badRequest("invalid_provider_identifier", "identifier must be provider:// followed by a lower-case slug");
+        assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
+        if (body.kind !== undefined && body.config_json === undefined) throw badRequest("provider_config_required", "changing kind needs config_json");
+        let split: ReturnType<typeof validateProviderConfig> | null = null;
+        if (body.config_json !== undefined && body.kind !== undefined) split = validateProviderConfig(body.kind, body.config_json, true);
+        else if (body.config_json !== undefined) {
+          const current = await this.providerInZone(zoneId, id);
+          split = validateProviderConfig(current.kind as ProviderKind, body.config_json, false, current.secret_config_keys);
+        }
+        const set: Record<string, unknown> = {};
+        if (body.name !== undefined && body.name.trim()) set.name = body.name.trim();
+        if (identifier !== undefined) {
+          set.identifier = identifier;
+          set.active_key = `${zoneId}|${identifier}`;
+        }
+        if (body.kind !== undefined) set.kind = body.kind;
+        if (split) {
+          set.config_json = split.publicConfig;
+          // Secrets given replace the stored ones; none given: kept, unless the kind changed.
+          if (Object.keys(split.secrets).length) {
+            set.secrets_sealed = await this.sealSecrets(zoneId, id, split.secrets);
+            set.secret_config_keys = Object.keys(split.secrets).sort();
+          } else if (body.kind !== undefined) {
+            set.secrets_sealed = null;
+            set.secret_config_keys = [];
+          }
+        }
+        if (!Object.keys(set).length) throw badRequest("no_fields", "nothing to update");
+        set.updated_at = new Date();
+        try {
+          const updated = await this.locked(this.providers(), id, async () => {
+            await this.providerInZone(zoneId, id);
+            const changed = Object.keys(set).filter((k) => !["updated_at", "active_key", "secrets_sealed"].includes(k)).sort().join(",");
+            return this.providers().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "provider", id, "updated", { changed_fields: changed })]), { returnDocument: "after" }).lean<ProviderDoc>();
+          });
+          await this.outboxKick("Provider", id);
+          return toPublicProvider(updated!);
+        } catch (err) {
+          if (isDuplicateKey(err)) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
+          throw err;
+        }
+      },
+    },
+
+    removeProvider: {
+      params: { params: pathParams("zoneId", "id") },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        await this.locked(this.providers(), id, async () => {
+          const p = await this.providerInZone(zoneId, id);
+          // The identifier becomes reusable at once: the active key moves aside.
+          await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), active_key: `${p.active_key}#archived#${id}` } }, [this.zoneEvent(ctx, zoneId, "provider", id, "deleted")]));
+        });
+        await this.outboxKick("Provider", id);
+        return noContent(ctx);
+      },
+    },
+
+    // ---- resources -------------------------------------------------------------------------
+    listResources: {
+      params: { params: pathParams("zoneId"), query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
+        const q = parseListQuery(ctx.params.query);
+        const filter: Record<string, unknown> = { zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) };
+        if (ctx.meta.actor?.scope !== "global") filter.identifier = { $ne: config().controlAudience };
+        const rows = await this.resources().find(filter, { _outbox: 0 }).sort(keysetSort()).limit(q.limit + 1).lean<ResourceDoc[]>();
+        return pageOf(rows, q, toPublicResource);
+      },
+    },
+
+    getResource: {
+      params: { params: pathParams("zoneId", "id") },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        return toPublicResource(await this.resourceInZone(ctx, ctx.params.params.zoneId, ctx.params.params.id));
+      },
+    },
+
+    createResource: {
+      params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, ResourceBody>>) {
+        const { zoneId } = ctx.params.params;
+        await this.activeZone(ctx, zoneId);
+        checkBody(resourceBody(true), ctx.params.body, "invalid_resource");
+        const body = ctx.params.body;
+        if (!body.name && !body.identifier) throw badRequest("invalid_resource", "name or identifier is required", { issues: [{ path: ["name"], message: "name or identifier is required" }] });
+        if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
+        const base = body.identifier ?? resourceIdentifierBase(body.name!);
+        const control = isControl(base);
+        if (!control) {
+          const problem = resourceIdentifierProblem(base);
+          if (problem) throw badRequest("invalid_resource_identifier", problem);
+        }
+        assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.resourceIdentifier);
+        if (control && ctx.meta.actor?.scope !== "global") throw conflict("protected_resource", "the control API resource is managed by global tokens only");
+        let providerId = body.credential_provider_id ?? null;
+        if (providerId) await this.providerInZone(zoneId, providerId).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
+        let gatewayApp = body.gateway_application_id ?? null;
+        if (!control) {
+          if (!providerId) throw badRequest("credential_provider_required", "a credential provider is required");
+          if (!body.upstream_url) throw badRequest("upstream_url_required", "an upstream URL is required");
+          if (!gatewayApp) throw badRequest("gateway_application_required", "a gateway application is required");
+        }
+        const scopes = body.scopes!;
+        const operations = checkOperations(body.operations ?? [], scopes);
+        if (control) gatewayApp = null;
+        else await this.checkGatewayApp(ctx, zoneId, gatewayApp!);
+        if (control && !providerId) providerId = await this.noneProvider(ctx, zoneId);
+
+        const id = newId();
+        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+        // The quota counter and the insert run under one lock per zone.
+        return this.locked(counters, `resources:${zoneId}`, async () => {
+          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 0;
+          if (count >= config().maxResourcesPerZone) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
+          const now = new Date();
+          for (let attempt = 0; attempt < 50; attempt++) {
+            const identifier = attempt === 0 || body.identifier ? base : `${base}-${await this.nextSuffix(`resource:${zoneId}:${base}`)}`;
+            const doc: ResourceDoc = {
+              _id: id, zone_id: zoneId, name: body.name ?? identifier, identifier, identifier_key: `${zoneId}|${identifier}`,
+              upstream_url: body.upstream_url ?? null, scopes, credential_provider_id: providerId, gateway_application_id: gatewayApp,
+              operations, operation_enforcement: body.operation_enforcement ?? "enforced", created_at: now, updated_at: now, archived_at: null,
+            };
+            try {
+              await this.resources().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, zoneId, "resource", id, "created")]) });
+            } catch (err) {
+              if (!isDuplicateKey(err)) throw err;
+              if (body.identifier) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
+              continue;
+            }
+            await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: count + 1 } }, { upsert: true });
+            await this.outboxKick("Resource", id);
+            return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(doc));
+          }
+          throw conflict("resource_identifier_conflict", "no free identifier for this name");
+        });
+      },
+    },
+
+    updateResource: {
+      params: { params: pathParams("zoneId", "id"), body: resourceBody(false) },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ResourceBody>>) {
+        const { zoneId, id } = ctx.params.params;
+        const body = ctx.params.body;
+        if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
+        if (body.credential_provider_id) await this.providerInZone(zoneId, body.credential_provider_id).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
+        if (body.gateway_application_id) await this.checkGatewayApp(ctx, zoneId, body.gateway_application_id);
+        try {
+          const updated = await this.locked(this.resources(), id, async () => {
+            const current = await this.resourceInZone(ctx, zoneId, id);
+            const identifier = body.identifier ?? current.identifier;
+            const control = isControl(identifier);
+            if (!control) {
+              const problem = resourceIdentifierProblem(identifier);
+              if (problem) throw badRequest("invalid_resource_identifier", problem);
+            }
+            assertNotReserved(ctx.meta.actor, body.identifier, RESERVED_PREFIXES.resourceIdentifier);
+            if (control && ctx.meta.actor?.scope !== "global") throw conflict("protected_resource", "the control API resource is managed by global tokens only");
+            const merged = { ...current, ...Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)) } as ResourceDoc;
+            if (!control) {
+              if (!merged.credential_provider_id) throw badRequest("credential_provider_required", "a credential provider is required");
+              if (!merged.upstream_url) throw badRequest("upstream_url_required", "an upstream URL is required");
+              if (!merged.gateway_application_id) throw badRequest("gateway_application_required", "a gateway application is required");
+            } else merged.gateway_application_id = null;
+            const operations = checkOperations(merged.operations ?? [], merged.scopes);
+            const set: Record<string, unknown> = {};
+            for (const key of ["name", "identifier", "upstream_url", "scopes", "credential_provider_id", "operation_enforcement"] as const) {
+              if (body[key] !== undefined && JSON.stringify(body[key]) !== JSON.stringify(current[key])) set[key] = body[key];
+            }
+            if (body.operations !== undefined && JSON.stringify(operations) !== JSON.stringify(current.operations)) set.operations = operations;
+            if (!Object.keys(set).length && body.gateway_application_id === undefined) throw badRequest("no_fields", "nothing to update");
+            if (set.identifier) set.identifier_key = `${zoneId}|${set.identifier}`;
+            set.gateway_application_id = merged.gateway_application_id;
+            if (Object.keys(set).some((k) => k !== "gateway_application_id")) set.updated_at = new Date();
+            const changed = Object.keys(set).filter((k) => !["updated_at", "identifier_key"].includes(k)).sort().join(",");
+            return this.resources().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })]), { returnDocument: "after" }).lean<ResourceDoc>();
+          });
+          await this.outboxKick("Resource", id);
+          return toPublicResource(updated!);
+        } catch (err) {
+          if (isDuplicateKey(err)) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
+          throw err;
+        }
+      },
+    },
+
+    removeResource: {
+      params: { params: pathParams("zoneId", "id") },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        await this.locked(this.resources(), id, async () => {
+          const r = await this.resourceInZone(ctx, zoneId, id);
+          if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
+          await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, [this.zoneEvent(ctx, zoneId, "resource", id, "deleted")]));
+        });
+        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+        await this.locked(counters, `resources:${zoneId}`, async () => {
+          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 1;
+          await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: Math.max(0, count - 1) } }, { upsert: true });
+        });
+        await this.outboxKick("Resource", id);
+        return noContent(ctx);
+      },
+    },
+
+    /** Internal: an archived application stops being any resource's gateway application. */
+    clearGatewayApplication: {
+      visibility: "public",
+      params: { zone_id: "string", application_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string; application_id: string }>) {
+        return { cleared: await this.clearGatewayApp(ctx, ctx.params.zone_id, ctx.params.application_id) };
+      },
+    },
+  },
+
+  events: {
+    // The applications service also calls clearGatewayApplication; this makes a missed call converge.
+    async "applications.application.archived"(this: any, ctx: any) {
+      await this.clearGatewayApp(ctx, ctx.params.zone_id, ctx.params.application_id).catch((err: Error) => this.logger.warn({ err: err.message }, "clearing gateway bindings failed"));
+    },
+  },
+
+  methods: {
+    providers(this: any) {
+      return this.models.Provider as Model<ProviderDoc>;
+    },
+    resources(this: any) {
+      return this.models.Resource as Model<ResourceDoc>;
+    },
+
+    async activeZone(ctx: ApiContext, zoneId: string) {
+      const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
+      if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+    },
+
+    /** The zone's data key, created on first use; concurrent first uses converge on one (unique _id). */
+    async zoneDataKey(this: any, zoneId: string) {
+      const keys = this.models.ZoneKey as Model<{ _id: string; nonce: string; ciphertext: string; created_at?: Date }>;
+      let row = await keys.findById(zoneId).lean();
+      if (!row) {
+        try {
+          await keys.create({ _id: zoneId, ...seal(config().zoneKek, randomBytes(32), `zone-key:${zoneId}`), created_at: new Date() });
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+        }
+        row = await keys.findById(zoneId).lean();
+      }
+      return open(config().zoneKek, row!, `zone-key:${zoneId}`);
+    },
+
+    async sealSecrets(zoneId: string, providerId: string, secrets: Record<string, string>) {
+      return seal(await this.zoneDataKey(zoneId), Buffer.from(JSON.stringify(secrets)), `provider:${providerId}`);
+    },
+
+    async nextSuffix(this: any, key: string) {
+      const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+      return this.locked(counters, key, async () => {
+        const next = Math.max((await counters.findById(key).lean())?.value ?? 2, 2);
+        await counters.updateOne({ _id: key }, { $set: { value: next + 1 } }, { upsert: true });
+        return next;
+      });
+    },
+
+    async providerInZone(zoneId: string, id: string) {
+      const p = await this.providers().findById(id).lean<ProviderDoc>();
+      if (!p || p.zone_id !== zoneId || p.archived_at) throw notFound("provider_not_found", "provider not found");
+      return p;
+    },
+
+    /** The Control resource is invisible to zone-scoped tokens. */
+    async resourceInZone(ctx: ApiContext, zoneId: string, id: string) {
+      const r = await this.resources().findById(id).lean<ResourceDoc>();
+      if (!r || r.zone_id !== zoneId || r.archived_at || (isControl(r.identifier) && ctx.meta.actor?.scope !== "global")) throw notFound("resource_not_found", "resource not found");
+      return r;
+    },
+
+    async checkGatewayApp(ctx: ApiContext, zoneId: string, appId: string) {
+      const app = await ctx.call<{ registration_method: string; expires_at: string | null; archived: boolean } | null, { zone_id: string; id: string }>("applications.resolveForGateway", { zone_id: zoneId, id: appId });
+      if (!app || app.archived || (app.expires_at && Date.parse(app.expires_at) <= Date.now())) throw notFound("gateway_application_not_found", "gateway application not found");
+      if (app.registration_method !== "managed") throw badRequest("gateway_exchange_application_must_be_managed", "the gateway application must be a managed application");
+    },
+
+    /** The zone's "none" provider for the Control resource, created on demand with a fixed id. */
+    async noneProvider(ctx: ApiContext, zoneId: string) {
+      const id = noneProviderId(zoneId);
+      const existing = await this.providers().findById(id).lean<ProviderDoc>();
+      if (existing && !existing.archived_at) return id;
+      if (!existing) {
+        const now = new Date();
+        try {
+          await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: `${zoneId}|provider://none#${id}`, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, ...withNewEvents([this.zoneEvent(ctx, zoneId, "provider", id, "created")]) });
+          await this.outboxKick("Provider", id);
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+        }
+      }
+      return id;
+    },
+
+    async clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string) {
+      const bound = await this.resources().find({ zone_id: zoneId, gateway_application_id: appId }, { _id: 1 }).lean<{ _id: string }[]>();
+      let cleared = 0;
+      for (const { _id } of bound) {
+        const done = await this.locked(this.resources(), _id, async () => {
+          const r = await this.resources().findById(_id).lean<ResourceDoc>();
+          if (!r || r.gateway_application_id !== appId) return false;
+          await this.resources().updateOne({ _id }, pushEvents({ $set: { gateway_application_id: null } }, [this.zoneEvent(ctx, zoneId, "resource", _id, "updated", { changed_fields: "gateway_application_id" })]));
+          return true;
+        });
+        if (done) {
+          cleared++;
+          await this.outboxKick("Resource", _id);
+        }
+      }
+      return cleared;
+    },
+  },
+};
+
+export default ProvidersService;
