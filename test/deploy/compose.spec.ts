@@ -71,6 +71,15 @@ describe("docker-compose.yml", () => {
     }
   });
 
+  it("names only processes the launcher knows, so no container starts a service that does not exist", async () => {
+    const { processNames } = await import("../../deploy/local/services");
+    const known = processNames();
+    for (const [name, svc] of Object.entries(services)) {
+      const service = envOf(svc).SERVICE;
+      if (service !== undefined) expect({ name, known: known.includes(String(service)) }).toEqual({ name, known: true });
+    }
+  });
+
   it("sets no fixed NODEID anywhere", () => {
     for (const [name, svc] of Object.entries(services)) {
       expect({ name, keys: Object.keys(envOf(svc)).filter((k) => /^NODEID$/i.test(k)) }).toEqual({ name, keys: [] });
