@@ -12,7 +12,7 @@ import { AppError } from "../shared/errors";
 import type { Actor } from "../shared/actor";
 import { ROUTES, routeFor, methodsForPath, routedServices } from "./routes";
 import { toEnvelope } from "./errors";
-import { bearerToken } from "./tokens";
+import { bearerToken, lookupDigest } from "./tokens";
 import { checkSystemZoneGate, checkTokenGates, zoneIdOfPath } from "./gates";
 import { countInWindow, enforceLimit, rateLimited } from "./limits";
 import { buildOpenApi, docsPage } from "./openapi";
@@ -23,6 +23,7 @@ type Res = ServerResponse;
 type Next = (err?: unknown) => void;
 
 const SYSTEM_ZONE_CACHE_MS = 30_000;
+const ACTOR_MEMO_MS = 1_000;
 
 function pathOf(req: Req): string {
   const url = req.originalUrl ?? req.url ?? "/";
@@ -124,6 +125,12 @@ const ApiService: ServiceSchema<any> = {
     ],
   },
 
+  events: {
+    "adminTokens.revoked"(this: any) {
+      this.actorMemo.clear();
+    },
+  },
+
   methods: {
     /** Per-request bookkeeping: latency histogram, counter and one log line when the response ends. */
     observe(this: any, req: Req, res: Res) {
@@ -182,7 +189,7 @@ const ApiService: ServiceSchema<any> = {
       if (route?.public) return;
 
       const token = bearerToken(req.headers.authorization);
-      const actor: Actor | null = token ? await this.broker.call("adminTokens.verify", { token }, { requestID: req.$requestId }) : null;
+      const actor: Actor | null = token ? await this.actorFor(token, req.$requestId) : null;
       if (!actor) {
         const { count, retryAfterSec } = await countInWindow(redis, `${cfg.namespace}:api:auth_fail:ip`, ip);
         if (cfg.authFailLimitPerMin > 0 && count > cfg.authFailLimitPerMin) throw rateLimited(retryAfterSec);
@@ -195,6 +202,23 @@ const ApiService: ServiceSchema<any> = {
       }
       await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:actor`, actor.id, cfg.actorRateLimitPerMin);
       req.$actor = actor;
+    },
+
+    /**
+     * The actor of a bearer token. The adminTokens service owns verification (Argon2id once, row
+     * re-read every 5 s); this per-request memo of one second saves the action call on the hot path
+     * and is dropped with every revocation broadcast.
+     */
+    async actorFor(token: string, requestId: string | undefined): Promise<Actor | null> {
+      const digest = lookupDigest(token);
+      const hit = this.actorMemo.get(digest);
+      if (hit && hit.until > Date.now()) return hit.actor;
+      const actor: Actor | null = await this.broker.call("adminTokens.verify", { token }, { requestID: requestId });
+      if (actor) {
+        if (this.actorMemo.size > 1000) this.actorMemo.clear();
+        this.actorMemo.set(digest, { actor, until: Date.now() + ACTOR_MEMO_MS });
+      }
+      return actor;
     },
 
     /** Whether a zone is the reserved system zone, cached briefly (it never changes back and forth). */
@@ -308,6 +332,7 @@ const ApiService: ServiceSchema<any> = {
 
   created(this: any) {
     this.reservedZones = new Map();
+    this.actorMemo = new Map();
     this.draining = false;
     this.registry = new client.Registry();
     client.collectDefaultMetrics({ register: this.registry, prefix: "caracal_gateway_" });

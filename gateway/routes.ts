@@ -75,6 +75,16 @@ export function methodsForPath(path: string): string[] {
   return compiled.filter((c) => c.pattern.test(path)).map((c) => c.route.method);
 }
 
+const recent = new Map<string, RouteDef | null>();
+
+/** The route serving `method path`; remembered, since every request asks two or three times. */
 export function routeFor(method: string, path: string): RouteDef | undefined {
-  return compiled.find((c) => c.route.method === method && c.pattern.test(path))?.route;
+  const key = `${method} ${path}`;
+  let hit = recent.get(key);
+  if (hit === undefined) {
+    hit = compiled.find((c) => c.route.method === method && c.pattern.test(path))?.route ?? null;
+    if (recent.size > 10_000) recent.clear();
+    recent.set(key, hit);
+  }
+  return hit ?? undefined;
 }
