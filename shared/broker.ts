@@ -2,6 +2,7 @@
 import type { BrokerOptions } from "moleculer";
 import { MetricReporters } from "moleculer";
 import { config } from "./config";
+import { RequestContextMiddleware, requestIdMixin } from "./request-context";
 
 /** Keys whose values never reach a log line. */
 export const REDACT_PATHS = [
@@ -40,7 +41,7 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
       type: "Pino",
       options: {
         level: cfg.logLevel as any,
-        pino: { options: { redact: { paths: REDACT_PATHS, censor: "[redacted]" } } },
+        pino: { options: { redact: { paths: REDACT_PATHS, censor: "[redacted]" }, mixin: requestIdMixin } },
       },
     },
     requestTimeout: 10_000,
@@ -48,6 +49,7 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
     heartbeatTimeout: 15,
     tracking: { enabled: true, shutdownTimeout: 10_000 },
     metrics: { enabled: false },
+    middlewares: [RequestContextMiddleware],
     ...overrides,
   } as BrokerOptions;
 }
