@@ -5,6 +5,7 @@ import { MongoMixin, type MongoMethods } from "../shared/mixins/mongo.mixin";
 import { badRequest, forbidden, notFound } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { strictBody, anyQuery } from "../shared/validation";
+import { activeZoneOf } from "../shared/zones-client";
 import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../shared/pagination";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../shared/meta";
 import type { Actor } from "../shared/actor";
@@ -122,8 +123,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
         if (body.scope === "zone" && !body.zone_id) throw badRequest("zone_id_required", "zone_id is required for a zone-scoped token");
         if (body.scope === "global" && body.zone_id) throw badRequest("zone_id_not_allowed_for_global", "a global token has no zone_id");
         if (body.zone_id) {
-          const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: body.zone_id });
-          if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+          await activeZoneOf(ctx, body.zone_id);
         }
         const token = newAdminToken();
         const doc: TokenDoc = {

@@ -5,6 +5,7 @@ import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
 import { AppError, badRequest, notFound } from "../../shared/errors";
+import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
 import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
@@ -95,8 +96,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const key = `${config().namespace}:dcr_rl:${zoneId}:${ctx.meta.actor?.id ?? "anon"}:${second}`;
         const res = await redisClient().multi().incr(key).expire(key, 3).exec();
         if (Number(res?.[0]?.[1] ?? 0) > DCR_BURST_PER_SECOND) throw new AppError(429, "dcr_rate_limit_exceeded", `more than ${DCR_BURST_PER_SECOND} DCR registrations per second`);
-        const zone = await ctx.call<{ archived: boolean; dcr_enabled: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
-        if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+        const zone = await activeZoneOf(ctx, zoneId);
         if (!zone.dcr_enabled) throw new AppError(403, "dcr_disabled", "dynamic client registration is off in this zone");
         const secret = newClientSecret();
         const secretHash = await hashClientSecret(secret);
@@ -229,8 +229,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     },
 
     async activeZone(ctx: ApiContext, zoneId: string) {
-      const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
-      if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+      await activeZoneOf(ctx, zoneId);
     },
 
     // By `_id` only (FerretDB scans for anything else); the zone is checked in code.

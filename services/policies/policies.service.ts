@@ -10,6 +10,7 @@ import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { AppError, conflict, invalid, notFound } from "../../shared/errors";
+import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
 import { config } from "../../shared/config";
 import { pathParams, lenientBody, anyQuery } from "../../shared/validation";
@@ -527,8 +528,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     },
 
     async requireZone(ctx: ApiContext, zoneId: string) {
-      const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
-      if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+      await activeZoneOf(ctx, zoneId);
     },
 
     /** Schema version, the §2.2 checks, then OPA's compile; 422 with the reference's codes. */

@@ -6,6 +6,7 @@ import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
 import { badRequest, conflict, notFound } from "../../shared/errors";
+import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
 import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
@@ -374,8 +375,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
     },
 
     async activeZone(ctx: ApiContext, zoneId: string) {
-      const zone = await ctx.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
-      if (!zone || zone.archived) throw notFound("zone_not_found", "zone not found");
+      await activeZoneOf(ctx, zoneId);
     },
 
     /** The zone's data key, created on first use; concurrent first uses converge on one (unique _id). */
