@@ -186,6 +186,16 @@ async function main(): Promise<void> {
       requests: [{ method: "POST", setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ name: `bench ${n++}` }) }) }],
     } as Partial<autocannon.Options>),
   );
+  // How long the relay needs after the load until every event of it is on the stream.
+  const drainStart = Date.now();
+  let pendingAfter = -1;
+  while (Date.now() - drainStart < 120_000) {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    pendingAfter = Number(/^caracal_api_outbox_pending_total (\d+)/m.exec(text)?.[1] ?? -1);
+    if (pendingAfter === 0) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const drainSec = (Date.now() - drainStart) / 1000;
   const zonesAfterPost = await conn.collection("zones").countDocuments({});
   const loaded = rssAll();
   await conn.dropDatabase();
@@ -195,7 +205,7 @@ async function main(): Promise<void> {
   console.log("| load | req/s | p50 ms | p99 ms | errors | non-2xx |\n|---|---|---|---|---|---|");
   for (const r of results) console.log(`| ${r.name} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.non2xx} |`);
   console.log(`\nlist keyset, limit=2, ${rows.length} zones: page 1 p50 ${page1.p50} ms p99 ${page1.p99} ms; page 500 p50 ${page500.p50} ms p99 ${page500.p99} ms`);
-  console.log(`zones in the store after the POST load: ${zonesAfterPost}`);
+  console.log(`zones in the store after the POST load: ${zonesAfterPost}; every POST's event on the stream ${drainSec.toFixed(1)} s after the load ended (pending ${pendingAfter})`);
   console.log(`\nCPU seconds per process during each ${DURATION}s load (where the time goes; 2 cores = ${2 * DURATION} s available):`);
   const procs = Object.keys(cpuSplit[0]?.seconds ?? {});
   console.log(`| load | ${procs.join(" | ")} |\n|---|${procs.map(() => "---").join("|")}|`);

@@ -70,7 +70,16 @@ export const docLockKey = (model: Model<any>, id: string): string => `${model.db
 /** Redis keys holding one collection's hints and outbox state summaries. */
 export function hintKeys(model: Model<any>) {
   const base = `outbox:{${model.db.name}:${model.collection.name}}`;
-  return { due: `${base}:due`, pendingSince: `${base}:pending_since`, pendingCount: `${base}:pending_n`, deadSince: `${base}:dead_since`, deadCount: `${base}:dead_n` };
+  return {
+    due: `${base}:due`,
+    pendingSince: `${base}:pending_since`,
+    pendingCount: `${base}:pending_n`,
+    deadSince: `${base}:dead_since`,
+    deadCount: `${base}:dead_n`,
+    /** Documents whose publish results wait to be written back. */
+    record: `${base}:record`,
+    results: (docId: string) => `${base}:res:${docId}`,
+  };
 }
 
 /** Called by writers after a write that added `count` entries to document `id`. */
@@ -91,6 +100,9 @@ export class OutboxRelay {
   private stopping = false;
   private kicked = false;
   private again = false;
+  private recording = false;
+  private recordKicked = false;
+  private recordTimer: NodeJS.Timeout | null = null;
   afterPublish: AfterPublishHook | null = null;
 
   constructor(
@@ -107,6 +119,8 @@ export class OutboxRelay {
     const sweepMs = this.settings.sweepMs ?? 300_000;
     this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), sweepMs);
     this.sweepTimer.unref?.();
+    this.recordTimer = setInterval(() => void this.record(), this.settings.pollMs);
+    this.recordTimer.unref?.();
     this.schedule(this.settings.pollMs);
   }
 
@@ -130,8 +144,10 @@ export class OutboxRelay {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.timer = this.sweepTimer = null;
+    if (this.recordTimer) clearInterval(this.recordTimer);
+    this.timer = this.sweepTimer = this.recordTimer = null;
     await this.running;
+    while (this.recording) await new Promise((r) => setTimeout(r, 5));
   }
 
   private schedule(ms: number): void {
@@ -225,57 +241,139 @@ export class OutboxRelay {
     }
   }
 
+  /**
+   * Publishes the document's due entries. The results go to Redis, not to the document: writing them
+   * back is an update, which FerretDB v1 performs as a scan under its single write lock, so it is left
+   * to the recorder (below) and the write path stays free for inserts. Published-but-unrecorded
+   * entries are known from the stored results and never published twice (nor would Redis let them).
+   */
   private async publishDocument(model: Model<any>, doc: any): Promise<number> {
-    const results = new Map<string, Partial<OutboxEntry>>();
+    const k = hintKeys(model);
+    const stored = await this.storedResults(model, doc._id);
+    const fresh = new Map<string, Partial<OutboxEntry>>();
     const now = Date.now();
     let published = 0;
-    for (const entry of (doc._outbox ?? []) as OutboxEntry[]) {
+    for (const raw of (doc._outbox ?? []) as OutboxEntry[]) {
+      const entry = { ...raw, ...(stored.get(raw.id) ?? {}) };
       if (entry.dispatched_at || entry.dead_at || !entry.available_at || new Date(entry.available_at).getTime() > now) continue;
       const attempts = entry.attempts + 1;
       try {
         const streamId = await this.publish(entry);
         if (this.afterPublish) await this.afterPublish(entry);
-        results.set(entry.id, { attempts, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId });
+        fresh.set(entry.id, { attempts, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId });
         published++;
       } catch (err) {
         if ((err as { fatalForTest?: boolean }).fatalForTest) throw err;
         const message = (err as Error).message.slice(0, 500);
         if (attempts >= this.settings.maxAttempts) {
-          results.set(entry.id, { attempts, dead_at: new Date(), available_at: null, last_error: message });
+          fresh.set(entry.id, { attempts, dead_at: new Date(), available_at: null, last_error: message });
           this.logger.error({ outbox_id: entry.id, stream: entry.stream, attempts }, "outbox entry is dead");
         } else {
-          results.set(entry.id, { attempts, available_at: new Date(Date.now() + backoffMs(attempts)), last_error: message });
+          fresh.set(entry.id, { attempts, available_at: new Date(Date.now() + backoffMs(attempts)), last_error: message });
         }
       }
     }
-    await this.writeBack(model, doc, results);
+    const all = new Map([...stored, ...fresh]);
+    const tx = this.redis.multi();
+    if (fresh.size) {
+      for (const [id, r] of fresh) tx.hset(k.results(doc._id), id, JSON.stringify(r));
+      tx.zadd(k.record, "NX", Date.now(), doc._id);
+    } else if (stored.size) tx.zadd(k.record, "NX", Date.now(), doc._id);
+    this.hintTx(tx, model, doc._id, this.summarize(doc, all));
+    await tx.exec();
+    if (fresh.size || stored.size) this.kickRecorder();
     return published;
+  }
+
+  private async storedResults(model: Model<any>, docId: string): Promise<Map<string, Partial<OutboxEntry>>> {
+    const raw = await this.redis.hgetall(hintKeys(model).results(docId));
+    const out = new Map<string, Partial<OutboxEntry>>();
+    for (const [id, json] of Object.entries(raw)) {
+      const r = JSON.parse(json) as Record<string, unknown>;
+      for (const f of ["dispatched_at", "dead_at", "available_at"]) if (typeof r[f] === "string") r[f] = new Date(r[f] as string);
+      out.set(id, r as Partial<OutboxEntry>);
+    }
+    return out;
+  }
+
+  /** Writes stored results back into their documents, one document at a time. */
+  async record(): Promise<number> {
+    if (this.recording || this.stopping) return 0;
+    this.recording = true;
+    let recorded = 0;
+    try {
+      for (const model of this.models) {
+        const k = hintKeys(model);
+        for (let round = 0; round < 1000 && !this.stopping; round++) {
+          const [docId] = await this.redis.zrange(k.record, 0, 0);
+          if (!docId) break;
+          const lock = await tryDocLock(this.redis, docLockKey(model, docId), this.settings.leaseSec * 1000);
+          if (!lock) break;
+          try {
+            const results = await this.storedResults(model, docId);
+            const doc = await model.findById(docId).lean();
+            if (doc && results.size) await this.writeBack(model, doc, results);
+            await this.redis.multi().del(k.results(docId)).zrem(k.record, docId).exec();
+            recorded++;
+          } finally {
+            await lock.release().catch(() => undefined);
+          }
+        }
+      }
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, "outbox record pass failed");
+    } finally {
+      this.recording = false;
+    }
+    return recorded;
+  }
+
+  private kickRecorder(): void {
+    if (this.stopping || this.recordKicked) return;
+    this.recordKicked = true;
+    setImmediate(() => {
+      this.recordKicked = false;
+      void this.record();
+    });
+  }
+
+  private summarize(doc: any, results: Map<string, Partial<OutboxEntry>>) {
+    const entries: OutboxEntry[] = ((doc._outbox ?? []) as OutboxEntry[]).map((e) => ({ ...e, ...(results.get(e.id) ?? {}) }));
+    const open = entries.filter((e) => !e.dispatched_at && !e.dead_at);
+    const dead = entries.filter((e) => e.dead_at);
+    return {
+      entries,
+      open,
+      dead,
+      nextAt: minDate(open.map((e) => e.available_at)),
+      pendingSince: minDate(open.map((e) => e.created_at)),
+      deadSince: minDate(dead.map((e) => e.created_at)),
+    };
+  }
+
+  private hintTx(tx: ReturnType<Redis["multi"]>, model: Model<any>, docId: string, sum: ReturnType<OutboxRelay["summarize"]>): void {
+    const k = hintKeys(model);
+    if (sum.nextAt) tx.zadd(k.due, sum.nextAt.getTime(), docId).zadd(k.pendingSince, sum.pendingSince!.getTime(), docId).hset(k.pendingCount, docId, sum.open.length);
+    else tx.zrem(k.due, docId).zrem(k.pendingSince, docId).hdel(k.pendingCount, docId);
+    if (sum.deadSince) tx.zadd(k.deadSince, sum.deadSince.getTime(), docId).hset(k.deadCount, docId, sum.dead.length);
+    else tx.zrem(k.deadSince, docId).hdel(k.deadCount, docId);
   }
 
   /** Applies the results to the document's array and its hints; the caller holds the document lock. */
   private async writeBack(model: Model<any>, doc: any, results: Map<string, Partial<OutboxEntry>>): Promise<void> {
-    const entries: OutboxEntry[] = ((doc._outbox ?? []) as OutboxEntry[]).map((e) => ({ ...e, ...(results.get(e.id) ?? {}) }));
-    const open = entries.filter((e) => !e.dispatched_at && !e.dead_at);
-    const dead = entries.filter((e) => e.dead_at);
-    const done = entries.filter((e) => e.dispatched_at).slice(-this.settings.keepDispatched);
-    const kept = entries.filter((e) => !e.dispatched_at || done.includes(e));
-    const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: open.length, _outbox_dead: dead.length };
+    const sum = this.summarize(doc, results);
+    const done = sum.entries.filter((e) => e.dispatched_at).slice(-this.settings.keepDispatched);
+    const kept = sum.entries.filter((e) => !e.dispatched_at || done.includes(e));
+    const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: sum.open.length, _outbox_dead: sum.dead.length };
     const unset: Record<string, 1> = {};
-    const nextAt = minDate(open.map((e) => e.available_at));
-    const pendingSince = minDate(open.map((e) => e.created_at));
-    const deadSince = minDate(dead.map((e) => e.created_at));
-    if (nextAt) set._outbox_next_at = nextAt; else unset._outbox_next_at = 1;
-    if (pendingSince) set._outbox_pending_since = pendingSince; else unset._outbox_pending_since = 1;
-    if (deadSince) set._outbox_dead_since = deadSince; else unset._outbox_dead_since = 1;
-    if (results.size) await model.updateOne({ _id: doc._id }, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
-
-    const k = hintKeys(model);
+    if (sum.nextAt) set._outbox_next_at = sum.nextAt; else unset._outbox_next_at = 1;
+    if (sum.pendingSince) set._outbox_pending_since = sum.pendingSince; else unset._outbox_pending_since = 1;
+    if (sum.deadSince) set._outbox_dead_since = sum.deadSince; else unset._outbox_dead_since = 1;
+    // Summaries first: whoever reads the document after this sees Redis agree with it.
     const tx = this.redis.multi();
-    if (nextAt) tx.zadd(k.due, nextAt.getTime(), doc._id).zadd(k.pendingSince, pendingSince!.getTime(), doc._id).hset(k.pendingCount, doc._id, open.length);
-    else tx.zrem(k.due, doc._id).zrem(k.pendingSince, doc._id).hdel(k.pendingCount, doc._id);
-    if (deadSince) tx.zadd(k.deadSince, deadSince.getTime(), doc._id).hset(k.deadCount, doc._id, dead.length);
-    else tx.zrem(k.deadSince, doc._id).hdel(k.deadCount, doc._id);
+    this.hintTx(tx, model, doc._id, sum);
     await tx.exec();
+    await model.updateOne({ _id: doc._id }, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
   }
 
   private async publish(entry: OutboxEntry): Promise<string> {
