@@ -42,9 +42,10 @@ interface Methods extends OutboxMethods, MongoMethods {
   activeZone(ctx: ApiContext, zoneId: string): Promise<void>;
   zoneDataKey(zoneId: string): Promise<Buffer>;
   sealSecrets(zoneId: string, providerId: string, secrets: Record<string, string>): Promise<ProviderDoc["secrets_sealed"]>;
-  nextSuffix(key: string): Promise<number>;
+  nextSuffix(key: string, floor?: number): Promise<number>;
   providerInZone(zoneId: string, id: string): Promise<ProviderDoc>;
   resourceInZone(ctx: ApiContext, zoneId: string, id: string): Promise<ResourceDoc>;
+  storedResource(zoneId: string, id: string): Promise<ResourceDoc>;
   checkGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<void>;
   noneProvider(ctx: ApiContext, zoneId: string): Promise<string>;
   clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<number>;
@@ -70,8 +71,19 @@ const resourceBody = (required: boolean) =>
     operation_enforcement: { type: "enum", values: ["enforced", "transport_uniform"], optional: true },
   });
 
+/** fastest-validator lets null through an optional rule: these keys take no null (400 with the body's code). */
+function refuseNulls(body: object | undefined, keys: string[], code: string): void {
+  const bad = keys.filter((k) => (body as Record<string, unknown> | undefined)?.[k] === null);
+  if (bad.length) throw badRequest(code, "request body failed validation", { issues: bad.map((k) => ({ path: [k], message: "must not be null" })) });
+}
+const PROVIDER_NON_NULL = ["kind", "config_json"];
+const RESOURCE_NON_NULL = ["name", "identifier", "scopes", "operations", "operation_enforcement"];
+
 const isControl = (identifier: string) => identifier === config().controlAudience;
 const noneProviderId = (zoneId: string) => `provider-none-${zoneId}`;
+const isGlobal = (ctx: ApiContext) => ctx.meta.actor?.scope === "global";
+/** Generated provider identifiers try -2 … -SEQUENTIAL_SUFFIXES in turn before a per-base counter takes over. */
+const SEQUENTIAL_SUFFIXES = 20;
 
 const ProvidersService: ServiceSchema<{}, Methods> = {
   name: "providers",
@@ -109,6 +121,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
         checkBody(providerBody(true), ctx.params.body, "invalid_provider");
+        refuseNulls(ctx.params.body, PROVIDER_NON_NULL, "invalid_provider");
         const body = ctx.params.body;
         const name = body.name?.trim() || undefined;
         const explicit = body.identifier?.trim() || undefined;
@@ -121,8 +134,10 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const id = newId();
         const now = new Date();
         const sealed = Object.keys(secrets).length ? await this.sealSecrets(zoneId, id, secrets) : null;
-        for (let attempt = 0; attempt < 50; attempt++) {
-          const identifier = attempt === 0 ? base : `${base}-${await this.nextSuffix(`provider:${zoneId}:${base}`)}`;
+        // Generated identifiers take the lowest free suffix among active providers (-2, -3, …): each try is an
+        // insert against the unique index, never a scan. Past SEQUENTIAL_SUFFIXES tries a counter takes over.
+        for (let attempt = 0; attempt < SEQUENTIAL_SUFFIXES + 25; attempt++) {
+          const identifier = attempt === 0 ? base : `${base}-${attempt < SEQUENTIAL_SUFFIXES ? attempt + 1 : await this.nextSuffix(`provider:${zoneId}:${base}`, SEQUENTIAL_SUFFIXES + 1)}`;
           assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
           const doc: ProviderDoc = { _id: id, zone_id: zoneId, name: name ?? identifier, identifier, active_key: `${zoneId}|${identifier}`, kind, config_json: publicConfig, secret_config_keys: Object.keys(secrets).sort(), secrets_sealed: sealed, created_at: now, updated_at: now, archived_at: null };
           try {
@@ -144,44 +159,44 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ProviderBody>>) {
         const { zoneId, id } = ctx.params.params;
         const body = ctx.params.body;
+        refuseNulls(body, PROVIDER_NON_NULL, "invalid_provider");
+        const name = body.name?.trim() || undefined;
         const identifier = body.identifier?.trim() || undefined;
         if (identifier !== undefined && !PROVIDER_IDENTIFIER.test(identifier)) throw badRequest("invalid_provider_identifier", "identifier must be provider:// followed by a lower-case slug");
         assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
         if (body.kind !== undefined && body.config_json === undefined) throw badRequest("provider_config_required", "changing kind needs config_json");
-        let split: ReturnType<typeof validateProviderConfig> | null = null;
-        if (body.config_json !== undefined && body.kind !== undefined) split = validateProviderConfig(body.kind, body.config_json, true);
-        else if (body.config_json !== undefined) {
-          const current = await this.providerInZone(zoneId, id);
-          split = validateProviderConfig(current.kind as ProviderKind, body.config_json, false, current.secret_config_keys);
-        }
-        const set: Record<string, unknown> = {};
-        if (body.name !== undefined && body.name.trim()) set.name = body.name.trim();
-        if (identifier !== undefined) {
-          set.identifier = identifier;
-          set.active_key = `${zoneId}|${identifier}`;
-        }
-        if (body.kind !== undefined) set.kind = body.kind;
-        if (split) {
-          set.config_json = split.publicConfig;
-          // Secrets given replace the stored ones; none given: kept, unless the kind changed.
-          if (Object.keys(split.secrets).length) {
-            set.secrets_sealed = await this.sealSecrets(zoneId, id, split.secrets);
-            set.secret_config_keys = Object.keys(split.secrets).sort();
-          } else if (body.kind !== undefined) {
-            set.secrets_sealed = null;
-            set.secret_config_keys = [];
-          }
-        }
-        if (!Object.keys(set).length) throw badRequest("no_fields", "nothing to update");
-        set.updated_at = new Date();
+        const withKind = body.kind !== undefined ? validateProviderConfig(body.kind, body.config_json, true) : null;
+        // Decided before any existence check, as the reference does for providers.
+        if (name === undefined && identifier === undefined && body.kind === undefined && body.config_json === undefined) throw badRequest("no_fields", "nothing to update");
         try {
           const updated = await this.locked(this.providers(), id, async () => {
-            await this.providerInZone(zoneId, id);
+            const current = await this.providerInZone(zoneId, id);
+            // A config-only change is checked against the stored kind and secret names, read under the lock.
+            const split = withKind ?? (body.config_json !== undefined ? validateProviderConfig(current.kind as ProviderKind, body.config_json, false, current.secret_config_keys) : null);
+            const set: Record<string, unknown> = { updated_at: new Date() };
+            if (name !== undefined) set.name = name;
+            if (identifier !== undefined) {
+              set.identifier = identifier;
+              set.active_key = `${zoneId}|${identifier}`;
+            }
+            if (body.kind !== undefined) set.kind = body.kind;
+            if (split) {
+              set.config_json = split.publicConfig;
+              // Secrets given replace the stored ones; none given: kept, unless the kind changed.
+              if (Object.keys(split.secrets).length) {
+                set.secrets_sealed = await this.sealSecrets(zoneId, id, split.secrets);
+                set.secret_config_keys = Object.keys(split.secrets).sort();
+              } else if (body.kind !== undefined) {
+                set.secrets_sealed = null;
+                set.secret_config_keys = [];
+              }
+            }
             const changed = Object.keys(set).filter((k) => !["updated_at", "active_key", "secrets_sealed"].includes(k)).sort().join(",");
-            return this.providers().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "provider", id, "updated", { changed_fields: changed })]), { returnDocument: "after" }).lean<ProviderDoc>();
+            await this.providers().updateOne({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "provider", id, "updated", { changed_fields: changed })]));
+            return { ...current, ...set } as ProviderDoc;
           });
           await this.outboxKick("Provider", id);
-          return toPublicProvider(updated!);
+          return toPublicProvider(updated);
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
           throw err;
@@ -228,6 +243,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
         checkBody(resourceBody(true), ctx.params.body, "invalid_resource");
+        refuseNulls(ctx.params.body, RESOURCE_NON_NULL, "invalid_resource");
         const body = ctx.params.body;
         if (!body.name && !body.identifier) throw badRequest("invalid_resource", "name or identifier is required", { issues: [{ path: ["name"], message: "name or identifier is required" }] });
         if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
@@ -288,12 +304,14 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ResourceBody>>) {
         const { zoneId, id } = ctx.params.params;
         const body = ctx.params.body;
+        refuseNulls(body, RESOURCE_NON_NULL, "invalid_resource");
         if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
         if (body.credential_provider_id) await this.providerInZone(zoneId, body.credential_provider_id).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
         if (body.gateway_application_id) await this.checkGatewayApp(ctx, zoneId, body.gateway_application_id);
         try {
           const updated = await this.locked(this.resources(), id, async () => {
-            const current = await this.resourceInZone(ctx, zoneId, id);
+            // Not hidden here: the Control resource answers 409 protected_resource to non-global actors.
+            const current = await this.storedResource(zoneId, id);
             const identifier = body.identifier ?? current.identifier;
             const control = isControl(identifier);
             if (!control) {
@@ -301,7 +319,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               if (problem) throw badRequest("invalid_resource_identifier", problem);
             }
             assertNotReserved(ctx.meta.actor, body.identifier, RESERVED_PREFIXES.resourceIdentifier);
-            if (control && ctx.meta.actor?.scope !== "global") throw conflict("protected_resource", "the control API resource is managed by global tokens only");
+            if ((control || isControl(current.identifier)) && !isGlobal(ctx)) throw conflict("protected_resource", "the control API resource is managed by global tokens only");
             const merged = { ...current, ...Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)) } as ResourceDoc;
             if (!control) {
               if (!merged.credential_provider_id) throw badRequest("credential_provider_required", "a credential provider is required");
@@ -318,11 +336,15 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
             if (set.identifier) set.identifier_key = `${zoneId}|${set.identifier}`;
             set.gateway_application_id = merged.gateway_application_id;
             if (Object.keys(set).some((k) => k !== "gateway_application_id")) set.updated_at = new Date();
-            const changed = Object.keys(set).filter((k) => !["updated_at", "identifier_key"].includes(k)).sort().join(",");
-            return this.resources().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })]), { returnDocument: "after" }).lean<ResourceDoc>();
+            const changed = Object.keys(set)
+              .filter((k) => !["updated_at", "identifier_key"].includes(k) && !(k === "gateway_application_id" && set[k] === current.gateway_application_id))
+              .sort()
+              .join(",");
+            await this.resources().updateOne({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })]));
+            return { ...current, ...set } as ResourceDoc;
           });
           await this.outboxKick("Resource", id);
-          return toPublicResource(updated!);
+          return toPublicResource(updated);
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
           throw err;
@@ -335,7 +357,8 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
         await this.locked(this.resources(), id, async () => {
-          const r = await this.resourceInZone(ctx, zoneId, id);
+          // Nobody deletes the Control resource, whatever the token's scope.
+          const r = await this.storedResource(zoneId, id);
           if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
           await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, [this.zoneEvent(ctx, zoneId, "resource", id, "deleted")]));
         });
@@ -397,10 +420,10 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       return seal(await this.zoneDataKey(zoneId), Buffer.from(JSON.stringify(secrets)), `provider:${providerId}`);
     },
 
-    async nextSuffix(this: any, key: string) {
+    async nextSuffix(this: any, key: string, floor = 2) {
       const counters = this.models.Counter as Model<{ _id: string; value: number }>;
       return this.locked(counters, key, async () => {
-        const next = Math.max((await counters.findById(key).lean())?.value ?? 2, 2);
+        const next = Math.max((await counters.findById(key).lean())?.value ?? floor, floor);
         await counters.updateOne({ _id: key }, { $set: { value: next + 1 } }, { upsert: true });
         return next;
       });
@@ -412,10 +435,16 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       return p;
     },
 
-    /** The Control resource is invisible to zone-scoped tokens. */
+    /** For reads: the Control resource is invisible to zone-scoped tokens. */
     async resourceInZone(ctx: ApiContext, zoneId: string, id: string) {
+      const r = await this.storedResource(zoneId, id);
+      if (isControl(r.identifier) && !isGlobal(ctx)) throw notFound("resource_not_found", "resource not found");
+      return r;
+    },
+
+    async storedResource(zoneId: string, id: string) {
       const r = await this.resources().findById(id).lean<ResourceDoc>();
-      if (!r || r.zone_id !== zoneId || r.archived_at || (isControl(r.identifier) && ctx.meta.actor?.scope !== "global")) throw notFound("resource_not_found", "resource not found");
+      if (!r || r.zone_id !== zoneId || r.archived_at) throw notFound("resource_not_found", "resource not found");
       return r;
     },
 
@@ -425,21 +454,26 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       if (app.registration_method !== "managed") throw badRequest("gateway_exchange_application_must_be_managed", "the gateway application must be a managed application");
     },
 
-    /** The zone's "none" provider for the Control resource, created on demand with a fixed id. */
+    /**
+     * The zone's "none" provider for the Control resource, created on demand with a fixed id. It holds
+     * `provider://none` among the zone's active identifiers unless a provider of the zone already does.
+     */
     async noneProvider(ctx: ApiContext, zoneId: string) {
       const id = noneProviderId(zoneId);
-      const existing = await this.providers().findById(id).lean<ProviderDoc>();
-      if (existing && !existing.archived_at) return id;
-      if (!existing) {
-        const now = new Date();
+      if (await this.providers().findById(id).lean<ProviderDoc>()) return id;
+      const now = new Date();
+      for (const activeKey of [`${zoneId}|provider://none`, `${zoneId}|provider://none#${id}`]) {
         try {
-          await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: `${zoneId}|provider://none#${id}`, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, ...withNewEvents([this.zoneEvent(ctx, zoneId, "provider", id, "created")]) });
+          await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: activeKey, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, ...withNewEvents([this.zoneEvent(ctx, zoneId, "provider", id, "created")]) });
           await this.outboxKick("Provider", id);
+          return id;
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
+          // A concurrent request created it, or provider://none is taken: then the second key.
+          if (await this.providers().findById(id).lean<ProviderDoc>()) return id;
         }
       }
-      return id;
+      throw conflict("provider_identifier_conflict", "the zone's none provider could not be created");
     },
 
     async clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string) {

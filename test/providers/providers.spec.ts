@@ -1,5 +1,6 @@
 import Redis from "ioredis";
-import { startCluster, type Cluster } from "../helpers/cluster";
+import { eventually, startCluster, type Cluster } from "../helpers/cluster";
+import { open } from "../../services/providers/sealing";
 
 let c: Cluster;
 let redis: Redis;
@@ -25,6 +26,17 @@ async function zone() {
 }
 const apiKeyProvider = (z: string, extra: Record<string, unknown> = {}) =>
   post(`/v1/zones/${z}/providers`, { name: "Key " + Math.random().toString(36).slice(2, 6), kind: "api_key", config_json: { header_name: "Authorization", auth_scheme: "Bearer", api_key: "k-secret-123" }, ...extra });
+/** The caracal.zone.events entries about one entity, oldest first, once there are at least `count`. */
+async function zoneEventsOf(entityId: string, count: number) {
+  return eventually(async () => {
+    const entries = await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 5000);
+    const mine = entries
+      .map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>)
+      .filter((e) => e.entity_id === entityId)
+      .reverse();
+    return mine.length >= count ? mine : undefined;
+  }, 8000);
+}
 const managedApp = async (z: string) => (await post(`/v1/zones/${z}/applications`, { name: "gw", registration_method: "managed" })).body.id as string;
 
 describe("providers", () => {
@@ -262,5 +274,342 @@ describe("resources", () => {
     const ok = await patch(`/v1/zones/${z}/resources/${r.body.id}`, { name: "Renamed" });
     expect([ok.status, ok.body.name]).toEqual([200, "Renamed"]);
     expect((await patch(`/v1/zones/${z}/resources/unknown`, { name: "x" })).body.error).toBe("resource_not_found");
+  });
+});
+
+describe("providers: more rules", () => {
+  test("generated identifiers take the lowest suffix free among active providers", async () => {
+    const z = await zone();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await post(`/v1/zones/${z}/providers`, { name: "Same Name", kind: "none" });
+      expect(r.status).toBe(201);
+      ids.push(r.body.id);
+    }
+    expect((await get(`/v1/zones/${z}/providers/${ids[1]}`)).body.identifier).toBe("provider://same-name-2");
+    expect((await get(`/v1/zones/${z}/providers/${ids[2]}`)).body.identifier).toBe("provider://same-name-3");
+    expect((await del(`/v1/zones/${z}/providers/${ids[1]}`)).status).toBe(204);
+    const again = await post(`/v1/zones/${z}/providers`, { name: "provider://Same Name", kind: "none" });
+    expect([again.status, again.body.identifier]).toEqual([201, "provider://same-name-2"]);
+  });
+
+  test("concurrent creates with one name get distinct identifiers", async () => {
+    const z = await zone();
+    const all = await Promise.all(Array.from({ length: 6 }, () => post(`/v1/zones/${z}/providers`, { name: "Busy", kind: "caracal_mandate" })));
+    expect(all.map((r) => r.status)).toEqual(Array(6).fill(201));
+    expect(new Set(all.map((r) => r.body.identifier)).size).toBe(6);
+  });
+
+  test("lenient body: unknown top-level keys are dropped, unknown config keys are not", async () => {
+    const z = await zone();
+    const r = await post(`/v1/zones/${z}/providers`, { name: "Lenient", kind: "caracal_mandate", colour: "red", id: "mine" });
+    expect(r.status).toBe(201);
+    expect(r.body.colour).toBeUndefined();
+    expect(r.body.id).not.toBe("mine");
+    const bad = await post(`/v1/zones/${z}/providers`, { name: "x", kind: "caracal_mandate", config_json: { forward_caracal_identity: true } });
+    expect([bad.status, bad.body.error]).toEqual([400, "invalid_provider_config"]);
+    for (const config_json of [null, ["a"]]) {
+      const r2 = await post(`/v1/zones/${z}/providers`, { name: "x", kind: "none", config_json });
+      expect([r2.status, r2.body.error]).toEqual([400, "invalid_provider"]);
+    }
+    const nullKind = await patch(`/v1/zones/${z}/providers/${r.body.id}`, { kind: null, config_json: {} });
+    expect([nullKind.status, nullKind.body.error]).toEqual([400, "invalid_provider"]);
+    const neither = await post(`/v1/zones/${z}/providers`, { name: "  ", kind: "none" });
+    expect([neither.status, neither.body.error]).toEqual([400, "invalid_provider"]);
+    const noKind = await post(`/v1/zones/${z}/providers`, { name: "x" });
+    expect([noKind.status, noKind.body.error]).toEqual([400, "invalid_provider"]);
+  });
+
+  test("bearer_token and authorization-code rules, stored values trimmed", async () => {
+    const z = await zone();
+    const bearer = await post(`/v1/zones/${z}/providers`, { name: "b", kind: "bearer_token", config_json: { allowed_token_hosts: [" API.Example.com "], auth_header: "X-Auth", bearer_token: "t" } });
+    expect(bearer.status).toBe(201);
+    expect(bearer.body.config_json).toEqual({ allowed_token_hosts: ["api.example.com"], auth_header: "X-Auth" });
+    expect(bearer.body.secret_config_keys).toEqual(["bearer_token"]);
+    for (const config_json of [{ bearer_token: "t", allowed_token_hosts: ["https://api.example"] }, { bearer_token: "t", header_name: "X" }, {}, { bearer_token: "" }]) {
+      const r = await post(`/v1/zones/${z}/providers`, { name: "b", kind: "bearer_token", config_json });
+      expect([r.status, r.body.error]).toEqual([400, "invalid_provider_config"]);
+    }
+    const ac = { authorization_endpoint: "https://auth.example/authorize", token_endpoint: "https://auth.example/token", redirect_uri: "https://app.example/cb", client_id: " c ", allowed_token_hosts: ["api.example"], client_secret: "s" };
+    const ok = await post(`/v1/zones/${z}/providers`, { name: "ac", kind: "oauth2_authorization_code", config_json: ac });
+    expect(ok.status).toBe(201);
+    expect(ok.body.config_json).toMatchObject({ client_id: "c", client_auth_method: "client_secret_basic" });
+    const pkjwt = await post(`/v1/zones/${z}/providers`, { name: "ac", kind: "oauth2_authorization_code", config_json: { ...ac, client_auth_method: "private_key_jwt" } });
+    expect([pkjwt.status, pkjwt.body.error]).toEqual([400, "invalid_provider_config"]);
+    const publicClient = await post(`/v1/zones/${z}/providers`, { name: "ac", kind: "oauth2_authorization_code", config_json: { ...ac, client_secret: undefined, client_auth_method: "none" } });
+    expect([publicClient.status, publicClient.body.secret_config_keys]).toEqual([201, []]);
+  });
+
+  test("reserved provider identifiers, explicit or generated, are 409 for all but bootstrap", async () => {
+    const z = await zone();
+    const w = (await post("/v1/admin-tokens", { name: "w", scope: "global" })).body.token;
+    const explicit = await post(`/v1/zones/${z}/providers`, { identifier: "provider://caracal-sys-x", kind: "none" }, w);
+    expect([explicit.status, explicit.body.error]).toEqual([409, "reserved_namespace"]);
+    const generated = await post(`/v1/zones/${z}/providers`, { name: "Caracal Sys X", kind: "none" }, w);
+    expect([generated.status, generated.body.error]).toEqual([409, "reserved_namespace"]);
+    const p = (await post(`/v1/zones/${z}/providers`, { name: "ok", kind: "none" }, w)).body.id;
+    const renamed = await patch(`/v1/zones/${z}/providers/${p}`, { identifier: "provider://caracal-sys-y" }, w);
+    expect([renamed.status, renamed.body.error]).toEqual([409, "reserved_namespace"]);
+    expect((await post(`/v1/zones/${z}/providers`, { identifier: "provider://caracal-sys-x", kind: "none" })).status).toBe(201);
+  });
+
+  test("zones: unknown or archived zone is 404 zone_not_found on create; other zones' providers are 404", async () => {
+    const z = await zone();
+    const p = (await apiKeyProvider(z)).body.id;
+    const other = await zone();
+    for (const r of [await get(`/v1/zones/${other}/providers/${p}`), await patch(`/v1/zones/${other}/providers/${p}`, { name: "x" }), await del(`/v1/zones/${other}/providers/${p}`)]) {
+      expect([r.status, r.body.error]).toEqual([404, "provider_not_found"]);
+    }
+    const missing = await post(`/v1/zones/no-such-zone/providers`, { name: "x", kind: "none", config_json: "not even an object" });
+    expect([missing.status, missing.body.error]).toEqual([404, "zone_not_found"]);
+    expect((await del(`/v1/zones/${other}`)).status).toBe(204);
+    const archived = await post(`/v1/zones/${other}/providers`, { name: "x", kind: "none" });
+    expect([archived.status, archived.body.error]).toEqual([404, "zone_not_found"]);
+    const res = await post(`/v1/zones/${other}/resources`, { identifier: "resource://x", scopes: ["read"] });
+    expect([res.status, res.body.error]).toEqual([404, "zone_not_found"]);
+    const bad = await get(`/v1/zones/${z}/providers/bad%20id`);
+    expect([bad.status, bad.body.error]).toEqual([400, "invalid_params"]);
+  });
+
+  test("patch: identifier conflict 409, empty body on an unknown id 400 no_fields, unknown id 404", async () => {
+    const z = await zone();
+    const a = (await post(`/v1/zones/${z}/providers`, { identifier: "provider://a", kind: "none" })).body.id;
+    await post(`/v1/zones/${z}/providers`, { identifier: "provider://b", kind: "none" });
+    const clash = await patch(`/v1/zones/${z}/providers/${a}`, { identifier: "provider://b" });
+    expect([clash.status, clash.body.error]).toEqual([409, "provider_identifier_conflict"]);
+    const empty = await patch(`/v1/zones/${z}/providers/unknown`, {});
+    expect([empty.status, empty.body.error]).toEqual([400, "no_fields"]);
+    const unknown = await patch(`/v1/zones/${z}/providers/unknown`, { name: "x" });
+    expect([unknown.status, unknown.body.error]).toEqual([404, "provider_not_found"]);
+    const unknownConfig = await patch(`/v1/zones/${z}/providers/unknown`, { config_json: {} });
+    expect([unknownConfig.status, unknownConfig.body.error]).toEqual([404, "provider_not_found"]);
+    const ok = await patch(`/v1/zones/${z}/providers/${a}`, { identifier: "provider://c", name: " C " });
+    expect([ok.status, ok.body.identifier, ok.body.name]).toEqual([200, "provider://c", "C"]);
+    expect((await post(`/v1/zones/${z}/providers`, { identifier: "provider://a", kind: "none" })).status).toBe(201);
+  });
+
+  test("patch secrets: replaced when given, required by the new auth method, cleared by a kind change", async () => {
+    const z = await zone();
+    const cc = { token_endpoint: "https://auth.example/token", client_id: "c", allowed_token_hosts: ["api.example"] };
+    const p = (await post(`/v1/zones/${z}/providers`, { name: "cc", kind: "oauth2_client_credentials", config_json: { ...cc, client_secret: "s1" } })).body.id;
+    const noKey = await patch(`/v1/zones/${z}/providers/${p}`, { config_json: { ...cc, client_auth_method: "private_key_jwt" } });
+    expect([noKey.status, noKey.body.error]).toEqual([400, "invalid_provider_config"]);
+    const keyed = await patch(`/v1/zones/${z}/providers/${p}`, { config_json: { ...cc, client_auth_method: "private_key_jwt", key_id: "k1", private_key: "-----BEGIN KEY-----" } });
+    expect([keyed.status, keyed.body.secret_config_keys, keyed.body.config_json.client_auth_method]).toEqual([200, ["private_key"], "private_key_jwt"]);
+    const back = await patch(`/v1/zones/${z}/providers/${p}`, { config_json: cc });
+    expect([back.status, back.body.error]).toEqual([400, "invalid_provider_config"]);
+    const toKey = await patch(`/v1/zones/${z}/providers/${p}`, { kind: "api_key", config_json: { header_name: "X" } });
+    expect([toKey.status, toKey.body.error]).toEqual([400, "invalid_provider_config"]);
+    const toMandate = await patch(`/v1/zones/${z}/providers/${p}`, { kind: "caracal_mandate", config_json: {} });
+    expect([toMandate.status, toMandate.body.kind, toMandate.body.config_json, toMandate.body.secret_config_keys]).toEqual([200, "caracal_mandate", {}, []]);
+    expect(Date.parse(toMandate.body.updated_at)).toBeGreaterThanOrEqual(Date.parse(keyed.body.updated_at));
+  });
+
+  test("lists: {items, next_cursor} newest first, Link header, archived rows left out", async () => {
+    const z = await zone();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await post(`/v1/zones/${z}/providers`, { name: `p${i}`, kind: "none" })).body.id);
+    await del(`/v1/zones/${z}/providers/${ids[0]}`);
+    const first = await get(`/v1/zones/${z}/providers?limit=1`);
+    expect(first.status).toBe(200);
+    expect(first.body.items.map((p: { id: string }) => p.id)).toEqual([ids[2]]);
+    expect(first.body.next_cursor).toEqual(expect.any(String));
+    expect(first.headers.link).toContain('rel="next"');
+    const second = await get(`/v1/zones/${z}/providers?limit=1&cursor=${first.body.next_cursor}`);
+    expect(second.body.items.map((p: { id: string }) => p.id)).toEqual([ids[1]]);
+    expect(second.body.next_cursor).toBeNull();
+    expect(second.headers.link).toBeUndefined();
+    const badLimit = await get(`/v1/zones/${z}/providers?limit=501`);
+    expect([badLimit.status, badLimit.body.error]).toEqual([400, "invalid_query"]);
+    const badCursor = await get(`/v1/zones/${z}/resources?cursor=nope!`);
+    expect([badCursor.status, badCursor.body.error]).toEqual([400, "invalid_cursor"]);
+  });
+
+  test("every provider write emits its caracal.zone.events entry", async () => {
+    const z = await zone();
+    const p = (await apiKeyProvider(z)).body.id;
+    await patch(`/v1/zones/${z}/providers/${p}`, { name: "renamed" });
+    await del(`/v1/zones/${z}/providers/${p}`);
+    const events = await zoneEventsOf(p, 3);
+    expect(events.map((e) => [e.entity_type, e.action, e.zone_id])).toEqual([
+      ["provider", "created", z],
+      ["provider", "updated", z],
+      ["provider", "deleted", z],
+    ]);
+    expect(events[1]!.changed_fields).toBe("name");
+    for (const e of events) expect(e).toMatchObject({ outbox_id: expect.any(String), _sig: expect.any(String), request_id: expect.any(String) });
+  });
+
+  test("sealed at rest: raw document and wrapped zone key hold no plaintext; the seal opens under the zone key", async () => {
+    const z = await zone();
+    const secret = "plain-" + Math.random().toString(36).slice(2);
+    const p = await post(`/v1/zones/${z}/providers`, { name: "sealed", kind: "bearer_token", config_json: { bearer_token: secret } });
+    expect(p.status).toBe(201);
+    const svc = c.brokers.providers!.getLocalService("providers") as any;
+    const raw = await svc.models.Provider.collection.findOne({ _id: p.body.id });
+    expect(JSON.stringify(raw)).not.toContain(secret);
+    expect(Object.keys(raw.config_json)).toEqual([]);
+    const wrapped = await svc.models.ZoneKey.collection.findOne({ _id: z });
+    const dataKey: Buffer = await svc.zoneDataKey(z);
+    expect(dataKey.length).toBe(32);
+    expect(JSON.stringify(wrapped)).not.toContain(dataKey.toString("base64"));
+    expect(JSON.stringify(wrapped)).not.toContain(dataKey.toString("hex"));
+    expect(JSON.parse(open(dataKey, raw.secrets_sealed, `provider:${p.body.id}`).toString())).toEqual({ bearer_token: secret });
+    // Another key does not open it, and another zone has a key of its own.
+    const other = await zone();
+    expect(() => open(Buffer.alloc(32, 7), raw.secrets_sealed, `provider:${p.body.id}`)).toThrow();
+    expect((await svc.zoneDataKey(other)).equals(dataKey)).toBe(false);
+    // A patch that gives no secrets keeps the sealed blob as it was.
+    await patch(`/v1/zones/${z}/providers/${p.body.id}`, { config_json: { allowed_token_hosts: ["api.example"] } });
+    const after = await svc.models.Provider.collection.findOne({ _id: p.body.id });
+    expect(after.secrets_sealed).toEqual(raw.secrets_sealed);
+  });
+});
+
+describe("resources: more rules", () => {
+  async function bound(z: string) {
+    const provider = (await apiKeyProvider(z)).body.id as string;
+    const app = await managedApp(z);
+    return { provider, app };
+  }
+
+  test("generated resource identifiers skip archived ones; a name starting resource:// is used as is", async () => {
+    const z = await zone();
+    const { provider, app } = await bound(z);
+    const body = { name: "Orders API", upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app };
+    const a = await post(`/v1/zones/${z}/resources`, body);
+    const b = await post(`/v1/zones/${z}/resources`, body);
+    expect([a.body.identifier, b.body.identifier]).toEqual(["resource://orders-api", "resource://orders-api-2"]);
+    await del(`/v1/zones/${z}/resources/${b.body.id}`);
+    expect((await post(`/v1/zones/${z}/resources`, body)).body.identifier).toBe("resource://orders-api-3");
+    const verbatim = await post(`/v1/zones/${z}/resources`, { ...body, name: "resource://Verbatim" });
+    expect([verbatim.status, verbatim.body.identifier, verbatim.body.name]).toEqual([201, "resource://Verbatim", "resource://Verbatim"]);
+    const userinfo = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "https://u:p@api.example" });
+    expect([userinfo.status, userinfo.body.error]).toEqual([400, "invalid_resource_identifier"]);
+    const urn = await post(`/v1/zones/${z}/resources`, { ...body, name: undefined, identifier: "urn:x:y" });
+    expect([urn.status, urn.body.identifier, urn.body.name]).toEqual([201, "urn:x:y", "urn:x:y"]);
+  });
+
+  test("schema failures are 400 invalid_resource; unknown keys are dropped", async () => {
+    const z = await zone();
+    const { provider, app } = await bound(z);
+    const body = { identifier: "resource://s", upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app };
+    for (const bad of [{ ...body, scopes: undefined }, { ...body, name: "n".repeat(201) }, { ...body, upstream_url: "ftp://api.example" }, { ...body, upstream_url: "not a url" }, { ...body, operation_enforcement: "sometimes" }, { ...body, gateway_application_id: "" }]) {
+      const r = await post(`/v1/zones/${z}/resources`, bad);
+      expect([r.status, r.body.error]).toEqual([400, "invalid_resource"]);
+    }
+    const lenient = await post(`/v1/zones/${z}/resources`, { ...body, colour: "red", operation_enforcement: "transport_uniform" });
+    expect([lenient.status, lenient.body.colour, lenient.body.operation_enforcement, lenient.body.name]).toEqual([201, undefined, "transport_uniform", "resource://s"]);
+    const empty = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://e", operations: [{ method: " ", path: "/x", scope: "read" }] });
+    expect([empty.status, empty.body.error]).toEqual([400, "operation_method_and_path_required"]);
+    const foreignApp = await managedApp(await zone());
+    const fa = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://fa", gateway_application_id: foreignApp });
+    expect([fa.status, fa.body.error]).toEqual([404, "gateway_application_not_found"]);
+    const archivedProvider = (await apiKeyProvider(z)).body.id;
+    await del(`/v1/zones/${z}/providers/${archivedProvider}`);
+    const ap = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://ap", credential_provider_id: archivedProvider });
+    expect([ap.status, ap.body.error]).toEqual([404, "provider_not_found"]);
+  });
+
+  test("patch: a binding-only change keeps updated_at; unknown keys only are no_fields, 404 first", async () => {
+    const z = await zone();
+    const { provider, app } = await bound(z);
+    const r = (await post(`/v1/zones/${z}/resources`, { identifier: "resource://b", upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app })).body;
+    const app2 = await managedApp(z);
+    const moved = await patch(`/v1/zones/${z}/resources/${r.id}`, { gateway_application_id: app2 });
+    expect([moved.status, moved.body.gateway_application_id, moved.body.updated_at]).toEqual([200, app2, r.updated_at]);
+    const same = await patch(`/v1/zones/${z}/resources/${r.id}`, { gateway_application_id: app2 });
+    expect(same.status).toBe(200);
+    for (const nulled of [{ scopes: null }, { operations: null }, { name: null }]) {
+      const n = await patch(`/v1/zones/${z}/resources/${r.id}`, nulled);
+      expect([n.status, n.body.error]).toEqual([400, "invalid_resource"]);
+    }
+    const onlyUnknown = await patch(`/v1/zones/${z}/resources/${r.id}`, { colour: "red" });
+    expect([onlyUnknown.status, onlyUnknown.body.error]).toEqual([400, "no_fields"]);
+    const missing = await patch(`/v1/zones/${z}/resources/nope`, { colour: "red" });
+    expect([missing.status, missing.body.error]).toEqual([404, "resource_not_found"]);
+    const clearApp = await patch(`/v1/zones/${z}/resources/${r.id}`, { gateway_application_id: null });
+    expect([clearApp.status, clearApp.body.error]).toEqual([400, "gateway_application_required"]);
+    const other = (await post(`/v1/zones/${z}/resources`, { identifier: "resource://other", upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app })).body.id;
+    const clash = await patch(`/v1/zones/${z}/resources/${other}`, { identifier: "resource://b" });
+    expect([clash.status, clash.body.error]).toEqual([409, "resource_identifier_conflict"]);
+    const staleProvider = (await apiKeyProvider(z)).body.id;
+    await del(`/v1/zones/${z}/providers/${staleProvider}`);
+    const stale = await patch(`/v1/zones/${z}/resources/${r.id}`, { credential_provider_id: staleProvider });
+    expect([stale.status, stale.body.error]).toEqual([404, "provider_not_found"]);
+    const renamed = await patch(`/v1/zones/${z}/resources/${r.id}`, { identifier: "resource://b2" });
+    expect([renamed.status, renamed.body.identifier]).toEqual([200, "resource://b2"]);
+    expect(Date.parse(renamed.body.updated_at)).toBeGreaterThan(Date.parse(r.updated_at) - 1);
+  });
+
+  test("the Control resource: zone tokens get 409 on patch and delete; its none provider holds provider://none", async () => {
+    const z = await zone();
+    const control = (await post(`/v1/zones/${z}/resources`, { identifier: "caracal-control", scopes: ["control:invoke"] })).body;
+    const t = (await post("/v1/admin-tokens", { name: "zt", scope: "zone", zone_id: z })).body.token;
+    for (const r of [await patch(`/v1/zones/${z}/resources/${control.id}`, { name: "mine" }, t), await patch(`/v1/zones/${z}/resources/${control.id}`, { identifier: "resource://away" }, t), await del(`/v1/zones/${z}/resources/${control.id}`, t), await del(`/v1/zones/${z}/resources/${control.id}`)]) {
+      expect([r.status, r.body.error]).toEqual([409, "protected_resource"]);
+    }
+    const none = await get(`/v1/zones/${z}/providers/provider-none-${z}`);
+    expect([none.status, none.body.identifier, none.body.kind, none.body.name]).toEqual([200, "provider://none", "none", "No credential"]);
+    const taken = await post(`/v1/zones/${z}/providers`, { identifier: "provider://none", kind: "none" });
+    expect([taken.status, taken.body.error]).toEqual([409, "provider_identifier_conflict"]);
+    const app = await managedApp(z);
+    const patched = await patch(`/v1/zones/${z}/resources/${control.id}`, { name: "Control", gateway_application_id: app });
+    expect([patched.status, patched.body.name, patched.body.gateway_application_id]).toEqual([200, "Control", null]);
+    const { provider } = await bound(z);
+    const normal = (await post(`/v1/zones/${z}/resources`, { identifier: "resource://n", upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app })).body.id;
+    const hijack = await patch(`/v1/zones/${z}/resources/${normal}`, { identifier: "caracal-control" }, t);
+    expect([hijack.status, hijack.body.error]).toEqual([409, "protected_resource"]);
+    const dupControl = await post(`/v1/zones/${z}/resources`, { identifier: "caracal-control", scopes: ["x"] });
+    expect([dupControl.status, dupControl.body.error]).toEqual([409, "resource_identifier_conflict"]);
+    expect((await get(`/v1/zones/${z}/resources`)).body.items.map((x: { id: string }) => x.id)).toContain(control.id);
+  });
+
+  test("a user provider://none first: the Control resource still gets its none provider", async () => {
+    const z = await zone();
+    const mine = await post(`/v1/zones/${z}/providers`, { identifier: "provider://none", kind: "caracal_mandate" });
+    expect(mine.status).toBe(201);
+    const control = await post(`/v1/zones/${z}/resources`, { identifier: "caracal-control", scopes: ["control:invoke"] });
+    expect([control.status, control.body.credential_provider_id]).toEqual([201, `provider-none-${z}`]);
+  });
+
+  test("clearGatewayApplication clears every binding of the app once, with events; the archived event converges", async () => {
+    const z = await zone();
+    const { provider, app } = await bound(z);
+    const body = { upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app };
+    const r1 = (await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://g1" })).body.id;
+    const r2 = (await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://g2" })).body.id;
+    const gw = c.brokers.gateway!;
+    expect(await gw.call("providers.clearGatewayApplication", { zone_id: z, application_id: app })).toEqual({ cleared: 2 });
+    expect(await gw.call("providers.clearGatewayApplication", { zone_id: z, application_id: app })).toEqual({ cleared: 0 });
+    for (const id of [r1, r2]) {
+      expect((await get(`/v1/zones/${z}/resources/${id}`)).body.gateway_application_id).toBeNull();
+      const events = await zoneEventsOf(id, 2);
+      expect(events.map((e) => [e.entity_type, e.action, e.changed_fields ?? null])).toEqual([
+        ["resource", "created", null],
+        ["resource", "updated", "gateway_application_id"],
+      ]);
+    }
+    const app2 = await managedApp(z);
+    const r3 = (await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://g3", gateway_application_id: app2 })).body.id;
+    await gw.broadcast("applications.application.archived", { zone_id: z, application_id: app2 });
+    await eventually(async () => ((await get(`/v1/zones/${z}/resources/${r3}`)).body.gateway_application_id === null ? true : undefined));
+  });
+
+  test("every resource write emits its caracal.zone.events entry", async () => {
+    const z = await zone();
+    const { provider, app } = await bound(z);
+    const r = (await post(`/v1/zones/${z}/resources`, { identifier: "resource://ev", upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app })).body.id;
+    await patch(`/v1/zones/${z}/resources/${r}`, { scopes: ["read", "write"] });
+    await del(`/v1/zones/${z}/resources/${r}`);
+    expect((await get(`/v1/zones/${z}/resources/${r}`)).body.error).toBe("resource_not_found");
+    expect((await del(`/v1/zones/${z}/resources/${r}`)).status).toBe(404);
+    const events = await zoneEventsOf(r, 3);
+    expect(events.map((e) => [e.entity_type, e.action, e.zone_id])).toEqual([
+      ["resource", "created", z],
+      ["resource", "updated", z],
+      ["resource", "deleted", z],
+    ]);
+    expect(events[1]!.changed_fields).toBe("scopes");
   });
 });
