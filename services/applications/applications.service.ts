@@ -33,7 +33,8 @@ interface Methods extends OutboxMethods, MongoMethods {
   appInZone(zoneId: string, id: string): Promise<ApplicationDoc>;
   liveDcr(zoneId: string): Promise<ApplicationDoc[]>;
   archive(ctx: ApiContext, app: ApplicationDoc, reason: string): Promise<boolean>;
-  collectExpiredDcr(): Promise<number>;
+  unbindGateway(ctx: ApiContext, app: ApplicationDoc): Promise<boolean>;
+  backgroundPass(): Promise<{ archived: number; unbound: number }>;
 }
 
 const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> = {
@@ -208,11 +209,11 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
       },
     },
 
-    /** Internal: one pass of the DCR garbage collector (the timer calls the same method). */
-    collectExpiredDcr: {
+    /** Internal: one background pass (DCR GC and unbinding retries); the timer calls the same method. */
+    backgroundPass: {
       visibility: "public",
       async handler() {
-        return { archived: await this.collectExpiredDcr() };
+        return this.backgroundPass();
       },
     },
   },
@@ -245,38 +246,75 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     },
 
     /**
-     * Archives one application (once: false when it already was) with its zone event, then clears it
-     * as gateway application of the zone's resources. The providers service also reacts to the
-     * broadcast, so a failed call still converges.
+     * Archives one application (once: false when it already was) with its zone event, then has the
+     * providers service drop it as gateway application of the zone's resources.
+     *
+     * Why a flag and not only the call or the broadcast: resources belong to the providers service, so the
+     * unbinding is a second write in another service's store, after ours. A crash of this process between
+     * the two, or providers being down or slow, would otherwise leave resources bound to an archived app for
+     * good (a broadcast is fire-and-forget and lost with nobody listening). So the archive write itself sets
+     * `gateway_unbind_pending` (in the same document write as `archived_at` and the zone event); it is unset
+     * only after `providers.clearGatewayApplication` (idempotent) answered, and the background pass retries
+     * every flagged app until it does. DCR apps are never gateway applications (resources take managed apps
+     * only), so they skip the call: revoke_live and the GC do not cost the providers service a scan per app.
      */
     async archive(ctx: ApiContext, app: ApplicationDoc, reason: string) {
+      const unbind = app.registration_method === "managed";
       const done = await this.locked(this.apps(), app._id, async () => {
-        const fresh = await this.apps().findById(app._id).lean<ApplicationDoc>();
+        // "Only if not archived yet" is checked under the document's lock rather than in the update's
+        // filter: FerretDB v1 scans the collection for any filter beyond `{_id}`.
+        const fresh = await this.apps().findById(app._id, { _outbox: 0, secret_hash: 0 }).lean<ApplicationDoc>();
         if (!fresh || fresh.archived_at) return false;
-        await this.apps().updateOne({ _id: app._id }, pushEvents({ $set: { archived_at: new Date() } }, [this.zoneEvent(ctx, app.zone_id, "application", app._id, "deleted", { reason })]));
+        const set: Record<string, unknown> = { archived_at: new Date() };
+        if (unbind) set.gateway_unbind_pending = true;
+        await this.apps().updateOne({ _id: app._id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, app.zone_id, "application", app._id, "deleted", { reason })]));
         return true;
       });
       if (!done) return false;
       await this.outboxKick("Application", app._id);
+      // The domain event, for listeners that keep per-app state (caches); the unbinding does not rely on it.
       ctx.broadcast("applications.application.archived", { zone_id: app.zone_id, application_id: app._id });
-      await ctx.call("providers.clearGatewayApplication", { zone_id: app.zone_id, application_id: app._id }).catch((err: Error) => {
-        if (err.name !== "ServiceNotFoundError") this.logger.warn({ err: err.message, application_id: app._id }, "clearing gateway bindings failed; the broadcast will retry it");
-      });
+      if (unbind) await this.unbindGateway(ctx, app);
       return true;
     },
 
-    /** Archives DCR applications expired for more than 24 h; one instance acts per tick. */
-    async collectExpiredDcr(this: any) {
+    /** Asks providers to drop the app's gateway bindings; clears the pending flag only when that worked. */
+    async unbindGateway(ctx: ApiContext, app: ApplicationDoc) {
+      try {
+        await ctx.call("providers.clearGatewayApplication", { zone_id: app.zone_id, application_id: app._id });
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message, application_id: app._id }, "clearing gateway bindings failed; the background pass retries it");
+        return false;
+      }
+      await this.locked(this.apps(), app._id, () => this.apps().updateOne({ _id: app._id }, { $unset: { gateway_unbind_pending: 1 } }));
+      return true;
+    },
+
+    /**
+     * One background pass, on one instance per tick (a Redis lock, `SET NX PX`, left to expire so a second
+     * instance cannot run the same tick): archives DCR applications expired for more than 24 h (at most
+     * 500) and retries the gateway unbinding of archived apps still flagged. One query for both, because
+     * every filter but `_id` is a collection scan on FerretDB v1.
+     */
+    async backgroundPass(this: any) {
       const interval = this.settings.dcrGcIntervalMs ?? 60_000;
-      const tick = await tryDocLock(redisClient(), `${this.db.name}:dcr-gc`, Math.max(1000, interval - 500));
-      if (!tick) return 0;
+      const tick = await tryDocLock(redisClient(), `${config().namespace}:${this.db.name}:dcr-gc`, Math.max(1000, interval - 500));
+      if (!tick) return { archived: 0, unbound: 0 };
       const cutoff = new Date(Date.now() - DCR_GC_GRACE_MS);
-      const expired = await this.apps().find({ registration_method: "dcr", archived_at: null, expires_at: { $lt: cutoff } }, { _outbox: 0, secret_hash: 0 }).sort({ expires_at: 1 }).limit(DCR_GC_BATCH).lean();
+      const rows: ApplicationDoc[] = await this.apps()
+        .find({ $or: [{ registration_method: "dcr", archived_at: null, expires_at: { $lt: cutoff } }, { gateway_unbind_pending: true }] }, { _outbox: 0, secret_hash: 0 })
+        .limit(2 * DCR_GC_BATCH)
+        .lean();
+      const expired = rows
+        .filter((a) => a.registration_method === "dcr" && !a.archived_at && a.expires_at && new Date(a.expires_at) < cutoff)
+        .sort((a, b) => new Date(a.expires_at!).getTime() - new Date(b.expires_at!).getTime())
+        .slice(0, DCR_GC_BATCH);
       const ctx = this.broker.ContextFactory.create(this.broker, null, {}, { meta: { actor: { id: "system:dcr-gc" } } });
       let archived = 0;
-      // The tick lock is left to expire: releasing it would let a second instance run the same tick.
       for (const app of expired) if (await this.archive(ctx, app, "dcr_expired")) archived++;
-      return archived;
+      let unbound = 0;
+      for (const app of rows.filter((a) => a.gateway_unbind_pending && a.archived_at)) if (await this.unbindGateway(ctx, app)) unbound++;
+      return { archived, unbound };
     },
   },
 
@@ -285,7 +323,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
   },
 
   started(this: any) {
-    this.gcTimer = setInterval(() => void this.collectExpiredDcr().catch((err: Error) => this.logger.warn({ err: err.message }, "DCR GC failed")), this.settings.dcrGcIntervalMs);
+    this.gcTimer = setInterval(() => void this.backgroundPass().catch((err: Error) => this.logger.warn({ err: err.message }, "background pass failed")), this.settings.dcrGcIntervalMs);
     this.gcTimer.unref?.();
   },
 

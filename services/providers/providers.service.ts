@@ -372,20 +372,18 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       },
     },
 
-    /** Internal: an archived application stops being any resource's gateway application. */
+    /**
+     * Internal: an archived application stops being any resource's gateway application. Idempotent. The
+     * applications service calls it after its archive write and retries it (a flag in that write) until it
+     * answers, so a crash between the two writes still converges; no reaction to the broadcast is needed,
+     * and none is kept because each run scans the resources collection (FerretDB v1).
+     */
     clearGatewayApplication: {
       visibility: "public",
       params: { zone_id: "string", application_id: "string" },
       async handler(ctx: ApiContext<{ zone_id: string; application_id: string }>) {
         return { cleared: await this.clearGatewayApp(ctx, ctx.params.zone_id, ctx.params.application_id) };
       },
-    },
-  },
-
-  events: {
-    // The applications service also calls clearGatewayApplication; this makes a missed call converge.
-    async "applications.application.archived"(this: any, ctx: any) {
-      await this.clearGatewayApp(ctx, ctx.params.zone_id, ctx.params.application_id).catch((err: Error) => this.logger.warn({ err: err.message }, "clearing gateway bindings failed"));
     },
   },
 

@@ -6,7 +6,8 @@ let c: Cluster;
 let redis: Redis;
 const logLines: string[] = [];
 beforeAll(async () => {
-  c = await startCluster({ processes: ["zones", "applications", "providers"], captureLogs: logLines });
+  // The applications background timer stays quiet (one tick an hour): the unbinding test runs its tick itself.
+  c = await startCluster({ processes: ["zones", "applications", "providers"], captureLogs: logLines, env: { DCR_GC_INTERVAL_MS: "3600000" } });
   redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 });
 afterAll(async () => {
@@ -573,7 +574,7 @@ describe("resources: more rules", () => {
     expect([control.status, control.body.credential_provider_id]).toEqual([201, `provider-none-${z}`]);
   });
 
-  test("clearGatewayApplication clears every binding of the app once, with events; the archived event converges", async () => {
+  test("clearGatewayApplication clears every binding of the app once, with events", async () => {
     const z = await zone();
     const { provider, app } = await bound(z);
     const body = { upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app };
@@ -590,10 +591,33 @@ describe("resources: more rules", () => {
         ["resource", "updated", "gateway_application_id"],
       ]);
     }
+  });
+
+  test("an app archived by a process that died before unbinding, or while providers was down, is unbound by the background pass", async () => {
+    const z = await zone();
+    const { provider, app } = await bound(z);
     const app2 = await managedApp(z);
-    const r3 = (await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://g3", gateway_application_id: app2 })).body.id;
-    await gw.broadcast("applications.application.archived", { zone_id: z, application_id: app2 });
-    await eventually(async () => ((await get(`/v1/zones/${z}/resources/${r3}`)).body.gateway_application_id === null ? true : undefined));
+    const body = { upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider };
+    const r1 = (await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://crash", gateway_application_id: app })).body.id;
+    const r2 = (await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://down", gateway_application_id: app2 })).body.id;
+    const Application = () => (c.brokers.applications!.getLocalService("applications") as any).models.Application;
+
+    // A crash right after the archive write: the document as that write leaves it, nothing after.
+    await Application().updateOne({ _id: app }, { $set: { archived_at: new Date(), gateway_unbind_pending: true } });
+    // Providers down during a delete: the delete still answers 204 and leaves the flag.
+    await c.brokers.providers!.stop();
+    const gone = await del(`/v1/zones/${z}/applications/${app2}`);
+    expect(gone.status).toBe(204);
+    expect((await Application().findById(app2).lean()).gateway_unbind_pending).toBe(true);
+    await c.restart("providers");
+    for (const id of [r1, r2]) expect((await get(`/v1/zones/${z}/resources/${id}`)).body.gateway_application_id).not.toBeNull();
+
+    expect(await c.brokers.gateway!.call("applications.backgroundPass")).toEqual({ archived: 0, unbound: 2 });
+    for (const id of [r1, r2]) {
+      const after = await get(`/v1/zones/${z}/resources/${id}`);
+      expect([after.status, after.body.gateway_application_id]).toEqual([200, null]);
+    }
+    for (const id of [app, app2]) expect((await Application().findById(id).lean()).gateway_unbind_pending).toBeUndefined();
   });
 
   test("every resource write emits its caracal.zone.events entry", async () => {

@@ -13,6 +13,8 @@ export interface ApplicationDoc {
   archived_at: Date | null;
   /** Argon2id of the client secret; never leaves this service. */
   secret_hash: string | null;
+  /** Set by the archive write, unset once the providers service has dropped the app's gateway bindings. */
+  gateway_unbind_pending?: boolean;
 }
 
 export const applicationSchema = new Schema(
@@ -26,6 +28,7 @@ export const applicationSchema = new Schema(
     created_at: { type: Date, required: true },
     archived_at: { type: Date, default: null },
     secret_hash: { type: String, default: null },
+    gateway_unbind_pending: { type: Boolean },
     ...outboxFields,
   },
   { versionKey: false, _id: false },
