@@ -34,6 +34,7 @@ describe("managed applications", () => {
     expect(r.status).toBe(201);
     expect(r.body).toEqual({ id: expect.any(String), zone_id: z, name: "Runner", registration_method: "managed", expires_at: null, created_at: expect.any(String), client_secret: expect.stringMatching(/^cs_[A-Za-z0-9_-]{43}$/) });
     const again = await get(`/v1/zones/${z}/applications/${r.body.id}`);
+    expect(again.status).toBe(200);
     expect(again.body.client_secret).toBeUndefined();
     expect(JSON.stringify(again.body)).not.toContain(r.body.client_secret);
   });
@@ -63,7 +64,9 @@ describe("managed applications", () => {
     const w = await mint({ name: "w", scope: "global" });
     const denied = await post(`/v1/zones/${z}/applications`, { name: "Backdoor", registration_method: "managed", traits: ["control:invoke"] }, t);
     expect([denied.status, denied.body.error]).toEqual([403, "trait_forbidden"]);
-    expect((await post(`/v1/zones/${z}/applications`, { name: "Backdoor", registration_method: "managed", traits: ["control:invoke"] }, w)).status).toBe(201);
+    const allowed = await post(`/v1/zones/${z}/applications`, { name: "Backdoor", registration_method: "managed", traits: ["control:invoke"] }, w);
+    expect(allowed.status).toBe(201);
+    expect("traits" in allowed.body).toBe(false);
     const cases: [string[], string][] = [
       [["1bad"], "trait_invalid"],
       [["team:eng", "team:eng"], "trait_duplicate"],
@@ -87,12 +90,16 @@ describe("managed applications", () => {
     const z = await zone();
     const t = await mint({ name: "zt", scope: "zone", zone_id: z });
     const a = await post(`/v1/zones/${z}/applications`, { name: "Labeled", registration_method: "managed", traits: ["team:eng"] });
-    expect((await get(`/v1/zones/${z}/applications/${a.body.id}`)).body.traits).toEqual(["team:eng"]);
+    const asGlobal = await get(`/v1/zones/${z}/applications/${a.body.id}`);
+    expect([asGlobal.status, asGlobal.body.traits]).toEqual([200, ["team:eng"]]);
     const asZone = await get(`/v1/zones/${z}/applications/${a.body.id}`, t);
     expect(asZone.status).toBe(200);
     expect("traits" in asZone.body).toBe(false);
     const list = await get(`/v1/zones/${z}/applications`, t);
+    expect(list.status).toBe(200);
+    expect(list.body.items).toHaveLength(1);
     expect(list.body.items.every((x: object) => !("traits" in x))).toBe(true);
+    expect((await get(`/v1/zones/${z}/applications`)).body.items[0].traits).toEqual(["team:eng"]);
   });
 
   test("patch answers {id, name}; empty is no_fields; unknown is 404 (case 33)", async () => {
@@ -101,12 +108,19 @@ describe("managed applications", () => {
     const r = await patch(`/v1/zones/${z}/applications/${a.body.id}`, { name: "Renamed" });
     expect(r.status).toBe(200);
     expect(r.body).toEqual({ id: a.body.id, name: "Renamed" });
-    expect((await patch(`/v1/zones/${z}/applications/${a.body.id}`, {})).body.error).toBe("no_fields");
-    expect((await patch(`/v1/zones/${z}/applications/unknown`, { name: "x" })).body.error).toBe("application_not_found");
+    const empty = await patch(`/v1/zones/${z}/applications/${a.body.id}`, {});
+    expect([empty.status, empty.body.error]).toEqual([400, "no_fields"]);
+    const emptyUnknown = await patch(`/v1/zones/${z}/applications/unknown`, {});
+    expect([emptyUnknown.status, emptyUnknown.body.error]).toEqual([400, "no_fields"]);
+    const unknown = await patch(`/v1/zones/${z}/applications/unknown`, { name: "x" });
+    expect([unknown.status, unknown.body.error]).toEqual([404, "application_not_found"]);
     const secret = await patch(`/v1/zones/${z}/applications/unknown`, { client_secret: "cs_new" });
     expect([secret.status, secret.body.error]).toEqual([404, "application_not_found"]);
     const other = await zone();
-    expect((await get(`/v1/zones/${other}/applications/${a.body.id}`)).status).toBe(404);
+    const elsewhere = await get(`/v1/zones/${other}/applications/${a.body.id}`);
+    expect([elsewhere.status, elsewhere.body.error]).toEqual([404, "application_not_found"]);
+    const renamed = await get(`/v1/zones/${z}/applications/${a.body.id}`);
+    expect([renamed.status, renamed.body.name]).toEqual([200, "Renamed"]);
   });
 
   test("rotate-secret returns a new secret once and the old one stops working at once", async () => {
@@ -132,7 +146,12 @@ describe("managed applications", () => {
     const again = await c.http().delete(`/v1/zones/${z}/applications/${a.body.id}`).set(c.auth());
     expect([again.status, again.body.error]).toEqual([404, "application_not_found"]);
     const list = await get(`/v1/zones/${z}/applications`);
+    expect(list.status).toBe(200);
     expect(list.body.items.map((x: { id: string }) => x.id)).not.toContain(a.body.id);
+    const read = await get(`/v1/zones/${z}/applications/${a.body.id}`);
+    expect([read.status, read.body.error]).toEqual([404, "application_not_found"]);
+    const rotate = await post(`/v1/zones/${z}/applications/${a.body.id}/rotate-secret`, {});
+    expect([rotate.status, rotate.body.error]).toEqual([404, "application_not_found"]);
   });
 });
 
@@ -141,7 +160,8 @@ describe("DCR", () => {
     const z = await zone();
     const r = await post(`/v1/zones/${z}/applications/dcr`, { name: "Dynamic App" });
     expect([r.status, r.body.error]).toEqual([403, "dcr_disabled"]);
-    expect((await post("/v1/zones/missing/applications/dcr", { name: "d" })).body.error).toBe("zone_not_found");
+    const missing = await post("/v1/zones/missing/applications/dcr", { name: "d" });
+    expect([missing.status, missing.body.error]).toEqual([404, "zone_not_found"]);
   });
 
   test("enabled: 201 with expiry; bad expires_in or traits are 400 (case 35)", async () => {
@@ -149,10 +169,13 @@ describe("DCR", () => {
     await patch(`/v1/zones/${z}`, { dcr_enabled: true });
     const r = await post(`/v1/zones/${z}/applications/dcr`, { name: "Dynamic App" });
     expect(r.status).toBe(201);
-    expect(r.body.registration_method).toBe("dcr");
+    expect(r.body).toEqual({ id: expect.any(String), zone_id: z, name: "Dynamic App", registration_method: "dcr", expires_at: expect.any(String), created_at: expect.any(String), client_secret: expect.stringMatching(/^cs_[A-Za-z0-9_-]{43}$/) });
+    const short = await post(`/v1/zones/${z}/applications/dcr`, { name: "Short", expires_in: 60 });
+    expect(short.status).toBe(201);
+    expect(Math.abs(Date.parse(short.body.expires_at) - Date.parse(short.body.created_at) - 60_000)).toBeLessThan(1000);
     expect(Math.abs(Date.parse(r.body.expires_at) - Date.now() - 3600_000)).toBeLessThan(10_000);
     expect(r.body.client_secret).toMatch(/^cs_/);
-    for (const body of [{ name: "d", expires_in: 3601 }, { name: "d", traits: ["control:invoke"] }, { name: "d", expires_in: "60" }]) {
+    for (const body of [{ name: "d", expires_in: 3601 }, { name: "d", expires_in: 0 }, { name: "d", traits: ["control:invoke"] }, { name: "d", expires_in: "60" }, { name: "d", expires_in: 1.5 }]) {
       const bad = await post(`/v1/zones/${z}/applications/dcr`, body);
       expect([bad.status, bad.body.error]).toEqual([400, "invalid_application"]);
     }
@@ -160,18 +183,29 @@ describe("DCR", () => {
 
   test("11 registrations within a second: the 11th is 429 dcr_rate_limit_exceeded (case 36)", async () => {
     const z = await zone(true);
-    const codes = await Promise.all(Array.from({ length: 11 }, () => post(`/v1/zones/${z}/applications/dcr`, { name: "burst", expires_in: 60 }).then((r) => r.status)));
-    // All eleven land in one or two one-second windows; at least one is refused only if they share one.
-    const refused = codes.filter((s) => s === 429).length;
-    const ok = codes.filter((s) => s === 201).length;
-    expect(ok + refused).toBe(11);
-    if (ok === 11) {
-      // The burst straddled a second boundary; a second burst in one window must be refused.
-      const more = await Promise.all(Array.from({ length: 12 }, () => post(`/v1/zones/${z}/applications/dcr`, { name: "burst", expires_in: 60 }).then((r) => r.body.error)));
-      expect(more).toContain("dcr_rate_limit_exceeded");
-    } else {
-      expect(refused).toBeGreaterThanOrEqual(1);
-    }
+    const t = await mint({ name: "burst-other", scope: "zone", zone_id: z });
+    // Start right after a second boundary so the eleven calls share one one-second window.
+    await new Promise((r) => setTimeout(r, 1005 - (Date.now() % 1000)));
+    const replies = await Promise.all(Array.from({ length: 11 }, () => post(`/v1/zones/${z}/applications/dcr`, { name: "burst", expires_in: 60 })));
+    const outcome = replies.map((r) => `${r.status} ${r.body.error ?? ""}`.trim()).sort();
+    expect(outcome).toEqual([...Array(10).fill("201"), "429 dcr_rate_limit_exceeded"]);
+    // The budget is per (zone, actor): another token in the same second still registers.
+    const other = await post(`/v1/zones/${z}/applications/dcr`, { name: "other actor", expires_in: 60 }, t);
+    expect(other.status).toBe(201);
+  });
+
+  test("a zone with 1000 live DCR applications refuses the next with 429 dcr_limit_exceeded; expired ones do not count", async () => {
+    const z = await zone(true);
+    const Application = (c.brokers.applications!.getLocalService("applications") as any).models.Application;
+    const now = Date.now();
+    const row = (i: number, expiresAt: Date) => ({ _id: `cap-${z}-${i}`, zone_id: z, name: `cap ${i}`, registration_method: "dcr", traits: [], expires_at: expiresAt, created_at: new Date(now), archived_at: null, secret_hash: null });
+    await Application.collection.insertMany(Array.from({ length: 999 }, (_, i) => row(i, new Date(now + 3600_000))));
+    await Application.collection.insertOne(row(999, new Date(now - 1000)));
+    const last = await post(`/v1/zones/${z}/applications/dcr`, { name: "the 1000th" });
+    expect(last.status).toBe(201);
+    expect((await get(`/v1/zones/${z}/dcr-status`)).body).toEqual({ id: z, dcr_enabled: true, live_dcr_applications: 1000 });
+    const over = await post(`/v1/zones/${z}/applications/dcr`, { name: "one too many" });
+    expect([over.status, over.body.error]).toEqual([429, "dcr_limit_exceeded"]);
   });
 
   test("DCR shutdown: 409 with the live count, keep_live, revoke_live (cases 22-24)", async () => {
@@ -187,7 +221,9 @@ describe("DCR", () => {
     expect(keep.status).toBe(200);
     expect(keep.body.dcr_enabled).toBe(false);
     expect((await get(`/v1/zones/${z}/dcr-status`)).body.live_dcr_applications).toBe(2);
-    expect((await post(`/v1/zones/${z}/applications/dcr`, { name: "d3" })).body.error).toBe("dcr_disabled");
+    const closed = await post(`/v1/zones/${z}/applications/dcr`, { name: "d3" });
+    expect([closed.status, closed.body.error]).toEqual([403, "dcr_disabled"]);
+    expect((await get(`/v1/zones/${z}/applications`)).body.items).toHaveLength(2);
 
     const revoke = await patch(`/v1/zones/${z}`, { dcr_enabled: false, dcr_shutdown: "revoke_live" });
     expect(revoke.status).toBe(200);
