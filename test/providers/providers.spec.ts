@@ -19,6 +19,7 @@ const post = (path: string, body: unknown, token?: string) => c.http().post(path
 const patch = (path: string, body: unknown, token?: string) => c.http().patch(path).set(c.auth(token)).send(body as object);
 const get = (path: string, token?: string) => c.http().get(path).set(c.auth(token));
 const del = (path: string, token?: string) => c.http().delete(path).set(c.auth(token));
+const expectError = (r: { status: number; body: { error?: string } }, status: number, code: string) => expect([r.status, r.body.error]).toEqual([status, code]);
 
 async function zone() {
   const r = await post("/v1/zones", { name: "prov " + Math.random().toString(36).slice(2, 7) });
@@ -128,10 +129,10 @@ describe("providers", () => {
   test("patch rules: no_fields, provider_config_required, invalid identifier (case 45)", async () => {
     const z = await zone();
     const p = await apiKeyProvider(z);
-    expect((await patch(`/v1/zones/${z}/providers/${p.body.id}`, {})).body.error).toBe("no_fields");
-    expect((await patch(`/v1/zones/${z}/providers/${p.body.id}`, { unknown_key: 1 })).body.error).toBe("no_fields");
-    expect((await patch(`/v1/zones/${z}/providers/${p.body.id}`, { kind: "bearer_token" })).body.error).toBe("provider_config_required");
-    expect((await patch(`/v1/zones/${z}/providers/${p.body.id}`, { identifier: "resource://pipernet" })).body.error).toBe("invalid_provider_identifier");
+    expectError(await patch(`/v1/zones/${z}/providers/${p.body.id}`, {}), 400, "no_fields");
+    expectError(await patch(`/v1/zones/${z}/providers/${p.body.id}`, { unknown_key: 1 }), 400, "no_fields");
+    expectError(await patch(`/v1/zones/${z}/providers/${p.body.id}`, { kind: "bearer_token" }), 400, "provider_config_required");
+    expectError(await patch(`/v1/zones/${z}/providers/${p.body.id}`, { identifier: "resource://pipernet" }), 400, "invalid_provider_identifier");
   });
 
   test("config-only patch replaces public config and keeps secrets (case 46)", async () => {
@@ -182,9 +183,9 @@ describe("resources", () => {
   test("missing pieces in order (case 48)", async () => {
     const z = await zone();
     const { provider, app } = await bound(z);
-    expect((await post(`/v1/zones/${z}/resources`, { identifier: "resource://a", scopes: ["read"], credential_provider_id: provider })).body.error).toBe("upstream_url_required");
-    expect((await post(`/v1/zones/${z}/resources`, { identifier: "resource://a", scopes: ["read"], upstream_url: "https://x.example", gateway_application_id: app })).body.error).toBe("credential_provider_required");
-    expect((await post(`/v1/zones/${z}/resources`, { identifier: "resource://a", scopes: ["read"], upstream_url: "https://x.example", credential_provider_id: provider })).body.error).toBe("gateway_application_required");
+    expectError(await post(`/v1/zones/${z}/resources`, { identifier: "resource://a", scopes: ["read"], credential_provider_id: provider }), 400, "upstream_url_required");
+    expectError(await post(`/v1/zones/${z}/resources`, { identifier: "resource://a", scopes: ["read"], upstream_url: "https://x.example", gateway_application_id: app }), 400, "credential_provider_required");
+    expectError(await post(`/v1/zones/${z}/resources`, { identifier: "resource://a", scopes: ["read"], upstream_url: "https://x.example", credential_provider_id: provider }), 400, "gateway_application_required");
   });
 
   test("identifier rules (case 49)", async () => {
@@ -206,13 +207,13 @@ describe("resources", () => {
     expect(r.status).toBe(201);
     expect(r.body).toMatchObject({ identifier: "resource://nucleus", operations: [{ method: "GET", path: "/api/get_payment", scope: "read" }], operation_enforcement: "enforced", gateway_application_id: app });
     const badScope = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://n2", operations: [{ method: "get", path: "/x", scope: "write" }] });
-    expect(badScope.body.error).toBe("operation_scope_not_in_resource_scopes");
+    expectError(badScope, 400, "operation_scope_not_in_resource_scopes");
     const badPath = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://n3", operations: [{ method: "get", path: "api", scope: "read" }] });
-    expect(badPath.body.error).toBe("operation_path_must_be_absolute");
+    expectError(badPath, 400, "operation_path_must_be_absolute");
     const dup = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://n4", operations: [{ method: "get", path: "/a", scope: "read" }, { method: "GET", path: "/a", scope: "read" }] });
-    expect(dup.body.error).toBe("operation_duplicate");
+    expectError(dup, 400, "operation_duplicate");
     const noScopes = await post(`/v1/zones/${z}/resources`, { ...body, identifier: "resource://n5", scopes: [] });
-    expect(noScopes.body.error).toBe("invalid_resource");
+    expectError(noScopes, 400, "invalid_resource");
   });
 
   test("gateway application must be a live managed app of the zone (case 51)", async () => {
@@ -233,7 +234,7 @@ describe("resources", () => {
     expect(control.status).toBe(201);
     expect(control.body.credential_provider_id).toBe(`provider-none-${z}`);
     const t = (await post("/v1/admin-tokens", { name: "zt", scope: "zone", zone_id: z })).body.token;
-    expect((await get(`/v1/zones/${z}/resources/${control.body.id}`, t)).body.error).toBe("resource_not_found");
+    expectError(await get(`/v1/zones/${z}/resources/${control.body.id}`, t), 404, "resource_not_found");
     expect((await get(`/v1/zones/${z}/resources`, t)).body.items.map((x: { id: string }) => x.id)).not.toContain(control.body.id);
     const w = (await post("/v1/admin-tokens", { name: "w", scope: "global" })).body.token;
     const d = await del(`/v1/zones/${z}/resources/${control.body.id}`, w);
@@ -269,12 +270,12 @@ describe("resources", () => {
     const z = await zone();
     const { provider, app } = await bound(z);
     const r = await post(`/v1/zones/${z}/resources`, { identifier: "resource://p", upstream_url: "https://api.example", scopes: ["read", "write"], credential_provider_id: provider, gateway_application_id: app, operations: [{ method: "POST", path: "/w", scope: "write" }] });
-    expect((await patch(`/v1/zones/${z}/resources/${r.body.id}`, { upstream_url: null })).body.error).toBe("upstream_url_required");
-    expect((await patch(`/v1/zones/${z}/resources/${r.body.id}`, { scopes: ["read"] })).body.error).toBe("operation_scope_not_in_resource_scopes");
-    expect((await patch(`/v1/zones/${z}/resources/${r.body.id}`, { scopes: ["read", "write"] })).body.error).toBe("no_fields");
+    expectError(await patch(`/v1/zones/${z}/resources/${r.body.id}`, { upstream_url: null }), 400, "upstream_url_required");
+    expectError(await patch(`/v1/zones/${z}/resources/${r.body.id}`, { scopes: ["read"] }), 400, "operation_scope_not_in_resource_scopes");
+    expectError(await patch(`/v1/zones/${z}/resources/${r.body.id}`, { scopes: ["read", "write"] }), 400, "no_fields");
     const ok = await patch(`/v1/zones/${z}/resources/${r.body.id}`, { name: "Renamed" });
     expect([ok.status, ok.body.name]).toEqual([200, "Renamed"]);
-    expect((await patch(`/v1/zones/${z}/resources/unknown`, { name: "x" })).body.error).toBe("resource_not_found");
+    expectError(await patch(`/v1/zones/${z}/resources/unknown`, { name: "x" }), 404, "resource_not_found");
   });
 });
 
@@ -626,7 +627,7 @@ describe("resources: more rules", () => {
     const r = (await post(`/v1/zones/${z}/resources`, { identifier: "resource://ev", upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: provider, gateway_application_id: app })).body.id;
     await patch(`/v1/zones/${z}/resources/${r}`, { scopes: ["read", "write"] });
     await del(`/v1/zones/${z}/resources/${r}`);
-    expect((await get(`/v1/zones/${z}/resources/${r}`)).body.error).toBe("resource_not_found");
+    expectError(await get(`/v1/zones/${z}/resources/${r}`), 404, "resource_not_found");
     expect((await del(`/v1/zones/${z}/resources/${r}`)).status).toBe(404);
     const events = await zoneEventsOf(r, 3);
     expect(events.map((e) => [e.entity_type, e.action, e.zone_id])).toEqual([
