@@ -22,6 +22,7 @@ const DCR_BURST_PER_SECOND = 10;
 const DCR_LIVE_CAP = 1000;
 const DCR_GC_GRACE_MS = 24 * 3600 * 1000;
 const DCR_GC_BATCH = 500;
+const UNBIND_CALL_TIMEOUT_MS = 5000;
 
 const appName = { type: "string", min: 1, max: 200 } as const;
 const traitList = { type: "array", items: "string", optional: true } as const;
@@ -281,7 +282,9 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     /** Asks providers to drop the app's gateway bindings; clears the pending flag only when that worked. */
     async unbindGateway(ctx: ApiContext, app: ApplicationDoc) {
       try {
-        await ctx.call("providers.clearGatewayApplication", { zone_id: app.zone_id, application_id: app._id });
+        // Bounded well inside the gateway's request timeout: a slow unbinding (a scan of a large resources
+        // collection) must not turn the delete into a 504; the flag carries it to the next pass.
+        await ctx.call("providers.clearGatewayApplication", { zone_id: app.zone_id, application_id: app._id }, { timeout: UNBIND_CALL_TIMEOUT_MS });
       } catch (err) {
         this.logger.warn({ err: (err as Error).message, application_id: app._id }, "clearing gateway bindings failed; the background pass retries it");
         return false;
