@@ -7,6 +7,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import mongoose from "mongoose";
 import autocannon from "autocannon";
+import Redis from "ioredis";
 
 const ROOT = join(__dirname, "..");
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
@@ -196,6 +197,19 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 250));
   }
   const drainSec = (Date.now() - drainStart) / 1000;
+  // The relay writes publish results back into the documents later (shared/outbox/relay.ts, recorder):
+  // how many wait when the last event is out, and how long until none does.
+  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const recordKey = `outbox:{bench_${suffix}:zones}:record`;
+  const recordBacklog = await redis.zcard(recordKey);
+  const recordStart = Date.now();
+  let recordLeft = recordBacklog;
+  while (recordLeft > 0 && Date.now() - recordStart < 300_000) {
+    await new Promise((r) => setTimeout(r, 500));
+    recordLeft = await redis.zcard(recordKey);
+  }
+  const recordSec = (Date.now() - recordStart) / 1000;
+  redis.disconnect();
   const zonesAfterPost = await conn.collection("zones").countDocuments({});
   const loaded = rssAll();
   await conn.dropDatabase();
@@ -206,6 +220,7 @@ async function main(): Promise<void> {
   for (const r of results) console.log(`| ${r.name} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.non2xx} |`);
   console.log(`\nlist keyset, limit=2, ${rows.length} zones: page 1 p50 ${page1.p50} ms p99 ${page1.p99} ms; page 500 p50 ${page500.p50} ms p99 ${page500.p99} ms`);
   console.log(`zones in the store after the POST load: ${zonesAfterPost}; every POST's event on the stream ${drainSec.toFixed(1)} s after the load ended (pending ${pendingAfter})`);
+  console.log(`results written back into the documents: ${recordBacklog} waiting when the last event was out, ${recordLeft} left ${recordSec.toFixed(1)} s later (${(((recordBacklog - recordLeft) / Math.max(recordSec, 0.001))).toFixed(0)} documents/s)`);
   console.log(`\nCPU seconds per process during each ${DURATION}s load (where the time goes; 2 cores = ${2 * DURATION} s available):`);
   const procs = Object.keys(cpuSplit[0]?.seconds ?? {});
   console.log(`| load | ${procs.join(" | ")} |\n|---|${procs.map(() => "---").join("|")}|`);

@@ -3,7 +3,7 @@ import type { ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
-import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
+import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { AppError, badRequest, notFound } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
@@ -78,8 +78,9 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         checkTraits(traits, ctx.meta.actor);
         const secret = newClientSecret();
         const doc: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "managed", traits, expires_at: null, created_at: new Date(), archived_at: null, secret_hash: await hashClientSecret(secret) };
-        await this.apps().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, zoneId, "application", doc._id, "created")]) });
-        await this.outboxKick("Application", doc._id);
+        const events = [this.zoneEvent(ctx, zoneId, "application", doc._id, "created")];
+        await this.apps().create({ ...doc, ...withNewEvents(events) });
+        await this.outboxKick("Application", doc._id, events);
         return created(ctx, `/v1/zones/${zoneId}/applications/${doc._id}`, { ...toPublicApplication(doc, false), client_secret: secret });
       },
     },
@@ -104,14 +105,16 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const secretHash = await hashClientSecret(secret);
         // The cap is counted and the app inserted under one lock per zone, so concurrent
         // registrations cannot pass the cap together.
+        let events: OutboxEntry[] = [];
         const doc = await this.locked(this.apps(), `dcr-cap:${zoneId}`, async () => {
           if ((await this.liveDcr(zoneId)).length >= DCR_LIVE_CAP) throw new AppError(429, "dcr_limit_exceeded", `a zone holds at most ${DCR_LIVE_CAP} live DCR applications`);
           const now = new Date();
           const app: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "dcr", traits: [], expires_at: new Date(now.getTime() + (body.expires_in ?? 3600) * 1000), created_at: now, archived_at: null, secret_hash: secretHash };
-          await this.apps().create({ ...app, ...withNewEvents([this.zoneEvent(ctx, zoneId, "application", app._id, "created", { registration_method: "dcr" })]) });
+          events = [this.zoneEvent(ctx, zoneId, "application", app._id, "created", { registration_method: "dcr" })];
+          await this.apps().create({ ...app, ...withNewEvents(events) });
           return app;
         });
-        await this.outboxKick("Application", doc._id);
+        await this.outboxKick("Application", doc._id, events);
         return created(ctx, `/v1/zones/${zoneId}/applications/${doc._id}`, { ...toPublicApplication(doc, false), client_secret: secret });
       },
     },
@@ -132,13 +135,15 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         if (body.traits !== undefined) set.traits = body.traits;
         if (body.client_secret !== undefined) set.secret_hash = await hashClientSecret(body.client_secret);
         if (!Object.keys(set).length) throw badRequest("no_fields", "nothing to update");
+        let events: OutboxEntry[] = [];
         const updated = await this.locked(this.apps(), id, async () => {
           await this.appInZone(zoneId, id);
           // Which fields changed is recorded; a secret change is only flagged, never its value.
           const changed = Object.keys(set).map((k) => (k === "secret_hash" ? "client_secret" : k)).sort().join(",");
-          return this.apps().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: changed, secret_rotated: body.client_secret !== undefined ? "true" : null })]), { returnDocument: "after" }).lean<ApplicationDoc>();
+          events = [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: changed, secret_rotated: body.client_secret !== undefined ? "true" : null })];
+          return this.apps().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, events), { returnDocument: "after" }).lean<ApplicationDoc>();
         });
-        await this.outboxKick("Application", id);
+        await this.outboxKick("Application", id, events);
         return { id: updated!._id, name: updated!.name };
       },
     },
@@ -149,11 +154,12 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const { zoneId, id } = ctx.params.params;
         const secret = newClientSecret();
         const secretHash = await hashClientSecret(secret);
+        const events = [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: "client_secret", secret_rotated: "true" })];
         await this.locked(this.apps(), id, async () => {
           await this.appInZone(zoneId, id);
-          await this.apps().updateOne({ _id: id }, pushEvents({ $set: { secret_hash: secretHash } }, [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: "client_secret", secret_rotated: "true" })]));
+          await this.apps().updateOne({ _id: id }, pushEvents({ $set: { secret_hash: secretHash } }, events));
         });
-        await this.outboxKick("Application", id);
+        await this.outboxKick("Application", id, events);
         return { id, client_secret: secret };
       },
     },
@@ -261,6 +267,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
      */
     async archive(ctx: ApiContext, app: ApplicationDoc, reason: string) {
       const unbind = app.registration_method === "managed";
+      const events = [this.zoneEvent(ctx, app.zone_id, "application", app._id, "deleted", { reason })];
       const done = await this.locked(this.apps(), app._id, async () => {
         // "Only if not archived yet" is checked under the document's lock rather than in the update's
         // filter: FerretDB v1 scans the collection for any filter beyond `{_id}`.
@@ -268,11 +275,11 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         if (!fresh || fresh.archived_at) return false;
         const set: Record<string, unknown> = { archived_at: new Date() };
         if (unbind) set.gateway_unbind_pending = true;
-        await this.apps().updateOne({ _id: app._id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, app.zone_id, "application", app._id, "deleted", { reason })]));
+        await this.apps().updateOne({ _id: app._id }, pushEvents({ $set: set }, events));
         return true;
       });
       if (!done) return false;
-      await this.outboxKick("Application", app._id);
+      await this.outboxKick("Application", app._id, events);
       // The domain event, for listeners that keep per-app state (caches); the unbinding does not rely on it.
       ctx.broadcast("applications.application.archived", { zone_id: app.zone_id, application_id: app._id });
       if (unbind) await this.unbindGateway(ctx, app);

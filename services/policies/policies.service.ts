@@ -181,14 +181,15 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         // Version first: until the policy document exists the version is an orphan nobody can see or
         // reference (reads join on the policy), so a crash between the two writes leaves nothing visible.
         await this.policyVersions().create(version);
+        const events = [this.zoneEvent(ctx, zoneId, "policy", policyId, "created", { version_id: version._id })];
         try {
-          await this.policies().create({ ...policy, ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy", policyId, "created", { version_id: version._id })]) });
+          await this.policies().create({ ...policy, ...withNewEvents(events) });
         } catch (err) {
           await this.policyVersions().deleteOne({ _id: version._id }).catch(() => undefined);
           if (isDuplicateKey(err)) throw conflict("policy_name_conflict", "a policy with this name already exists in the zone");
           throw err;
         }
-        await this.outboxKick("Policy", policyId, 1);
+        await this.outboxKick("Policy", policyId, events);
         return created(ctx, `/v1/zones/${zoneId}/policies/${policyId}`, {
           id: policyId, version_id: version._id, zone_id: zoneId, name: policy.name, description: policy.description, version: versionSummary(version),
         });
@@ -205,13 +206,17 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const now = new Date();
         const versionId = newId();
         const live = (p: PolicyDoc) => p.zone_id === zoneId && !p.archived_at;
-        const doc = await this.insertNumbered<PolicyVersionDoc>(this.policies(), id, live, this.policyVersions(), "policy_id", (version) => ({
-          _id: versionId, policy_id: id, zone_id: zoneId, version, content, content_sha256: contentSha256(content), schema_version: schemaVersion,
-          created_by: ctx.meta.actor?.name ?? "system", created_at: now,
-          ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_version", versionId, "created", { policy_id: id, version })]),
-        }));
+        // The events of the attempt whose number was free (each attempt builds its own).
+        let events: OutboxEntry[] = [];
+        const doc = await this.insertNumbered<PolicyVersionDoc>(this.policies(), id, live, this.policyVersions(), "policy_id", (version) => {
+          events = [this.zoneEvent(ctx, zoneId, "policy_version", versionId, "created", { policy_id: id, version })];
+          return {
+            _id: versionId, policy_id: id, zone_id: zoneId, version, content, content_sha256: contentSha256(content), schema_version: schemaVersion,
+            created_by: ctx.meta.actor?.name ?? "system", created_at: now, ...withNewEvents(events),
+          };
+        });
         if (!doc) throw notFound("policy_not_found", "policy not found");
-        await this.outboxKick("PolicyVersion", doc._id, 1);
+        await this.outboxKick("PolicyVersion", doc._id, events);
         return created(ctx, `/v1/zones/${zoneId}/policies/${id}`, { version_id: doc._id, ...versionSummary(doc) });
       },
     },
@@ -220,14 +225,15 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       params: { params: idParams },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
+        const events = [this.zoneEvent(ctx, zoneId, "policy", id, "deleted")];
         const archived = await this.locked(this.policies(), id, async () => {
           const policy = await this.policies().findById(id, { zone_id: 1, archived_at: 1 }).lean<PolicyDoc>();
           if (!policy || policy.zone_id !== zoneId || policy.archived_at) return false;
-          await this.policies().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date() } }, [this.zoneEvent(ctx, zoneId, "policy", id, "deleted")]));
+          await this.policies().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date() } }, events));
           return true;
         });
         if (!archived) throw notFound("policy_not_found", "policy not found");
-        await this.outboxKick("Policy", id, 1);
+        await this.outboxKick("Policy", id, events);
         return noContent(ctx);
       },
     },
@@ -268,13 +274,14 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           co_authored_by_operator: false, created_at: new Date(), archived_at: null, active_version_id: null, shadow_version_id: null,
           active_slot: idleSlot(id), activated_at: null, version_ids: [],
         };
+        const events = [this.zoneEvent(ctx, zoneId, "policy_set", id, "created")];
         try {
-          await this.sets().create({ ...set, ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_set", id, "created")]) });
+          await this.sets().create({ ...set, ...withNewEvents(events) });
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("policy_set_name_conflict", "a policy set with this name already exists in the zone");
           throw err;
         }
-        await this.outboxKick("PolicySet", id, 1);
+        await this.outboxKick("PolicySet", id, events);
         const { active_version_id: _active, ...pub } = toPublicPolicySet(set);
         void _active;
         return created(ctx, `/v1/zones/${zoneId}/policy-sets/${id}`, pub);
@@ -306,12 +313,13 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         }
         const versionId = newId();
         const live = (set: PolicySetDoc) => set.zone_id === zoneId && !set.archived_at;
-        const doc = await this.insertNumbered<PolicySetVersionDoc>(this.sets(), id, live, this.setVersions(), "policy_set_id", (version) => ({
-          ...draft, _id: versionId, version, created_by: ctx.meta.actor?.name ?? "system",
-          ...withNewEvents([this.zoneEvent(ctx, zoneId, "policy_set_version", versionId, "created", { policy_set_id: id, version })]),
-        }));
+        let events: OutboxEntry[] = [];
+        const doc = await this.insertNumbered<PolicySetVersionDoc>(this.sets(), id, live, this.setVersions(), "policy_set_id", (version) => {
+          events = [this.zoneEvent(ctx, zoneId, "policy_set_version", versionId, "created", { policy_set_id: id, version })];
+          return { ...draft, _id: versionId, version, created_by: ctx.meta.actor?.name ?? "system", ...withNewEvents(events) };
+        });
         if (!doc) throw notFound("policy_set_not_found", "policy set not found");
-        await this.outboxKick("PolicySetVersion", doc._id, 1);
+        await this.outboxKick("PolicySetVersion", doc._id, events);
         remember(this.bundles, doc._id, Promise.resolve(bundle.wasm), 256);
         remember(this.contractChecks, doc._id, null);
         const pub = toPublicSetVersion(doc);
@@ -369,7 +377,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         }
         if (res.matchedCount !== 1) throw notFound("version_not_found", "version not found in this policy set");
         this.setChanged(ctx, id);
-        await this.outboxKick("PolicySet", id, 2);
+        await this.outboxKick("PolicySet", id, [invalidate, changed]);
         // Warm the compiled bundle so the first decision after activation does not pay for the build.
         void this.compiledBundle(version).catch(() => undefined);
         ctx.meta.$statusCode = 202;
@@ -474,7 +482,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
             { _id: id },
             pushEvents({ $set: { archived_at: new Date(), active_slot: idleSlot(id), active_version_id: null, shadow_version_id: null } }, events),
           );
-          return { matched: write.matchedCount, events: events.length };
+          return { matched: write.matchedCount, events };
         });
         this.setChanged(ctx, id);
         if (!res || res.matched !== 1) throw notFound("policy_set_not_found", "policy set not found");
@@ -671,13 +679,13 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     /** The invalidation entry of an activation, read back from the outbox state kept in the set document. */
     async outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined) {
       const expected = { zoneId: set.zone_id, setId: set._id, versionId };
-      const entries = (set._outbox ?? []) as StoredEntry[];
+      const entries = (await this.currentOutbox("PolicySet", set._id, set._outbox)) as StoredEntry[];
       if (!outboxId) return outboxStatus(newestInvalidation(entries, expected), undefined, expected);
       let entry = entries.find((e) => e.id === outboxId);
       if (!entry) {
         // An entry of another set (or zone) is a mismatch, not a missing one. Rare path: a scan is fine.
         const other = await this.sets().findOne({ "_outbox.id": outboxId }, { _outbox: 1 }).lean<PolicySetDoc>();
-        entry = (other?._outbox as StoredEntry[] | undefined)?.find((e) => e.id === outboxId);
+        entry = other ? ((await this.currentOutbox("PolicySet", other._id, other._outbox)) as StoredEntry[]).find((e) => e.id === outboxId) : undefined;
       }
       return outboxStatus(entry, outboxId, expected);
     },

@@ -4,7 +4,7 @@ import type { Model } from "mongoose";
 import { randomBytes } from "node:crypto";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
-import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
+import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { badRequest, conflict, notFound } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
@@ -140,14 +140,15 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           const identifier = attempt === 0 ? base : `${base}-${attempt < SEQUENTIAL_SUFFIXES ? attempt + 1 : await this.nextSuffix(`provider:${zoneId}:${base}`, SEQUENTIAL_SUFFIXES + 1)}`;
           assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
           const doc: ProviderDoc = { _id: id, zone_id: zoneId, name: name ?? identifier, identifier, active_key: `${zoneId}|${identifier}`, kind, config_json: publicConfig, secret_config_keys: Object.keys(secrets).sort(), secrets_sealed: sealed, created_at: now, updated_at: now, archived_at: null };
+          const events = [this.zoneEvent(ctx, zoneId, "provider", id, "created")];
           try {
-            await this.providers().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, zoneId, "provider", id, "created")]) });
+            await this.providers().create({ ...doc, ...withNewEvents(events) });
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
             if (explicit) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
             continue;
           }
-          await this.outboxKick("Provider", id);
+          await this.outboxKick("Provider", id, events);
           return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(doc));
         }
         throw conflict("provider_identifier_conflict", "no free identifier for this name");
@@ -168,6 +169,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const withKind = body.kind !== undefined ? validateProviderConfig(body.kind, body.config_json, true) : null;
         // Decided before any existence check, as the reference does for providers.
         if (name === undefined && identifier === undefined && body.kind === undefined && body.config_json === undefined) throw badRequest("no_fields", "nothing to update");
+        let events: OutboxEntry[] = [];
         try {
           const updated = await this.locked(this.providers(), id, async () => {
             const current = await this.providerInZone(zoneId, id);
@@ -192,10 +194,11 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               }
             }
             const changed = Object.keys(set).filter((k) => !["updated_at", "active_key", "secrets_sealed"].includes(k)).sort().join(",");
-            await this.providers().updateOne({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "provider", id, "updated", { changed_fields: changed })]));
+            events = [this.zoneEvent(ctx, zoneId, "provider", id, "updated", { changed_fields: changed })];
+            await this.providers().updateOne({ _id: id }, pushEvents({ $set: set }, events));
             return { ...current, ...set } as ProviderDoc;
           });
-          await this.outboxKick("Provider", id);
+          await this.outboxKick("Provider", id, events);
           return toPublicProvider(updated);
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
@@ -208,12 +211,13 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       params: { params: pathParams("zoneId", "id") },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
+        const events = [this.zoneEvent(ctx, zoneId, "provider", id, "deleted")];
         await this.locked(this.providers(), id, async () => {
           const p = await this.providerInZone(zoneId, id);
           // The identifier becomes reusable at once: the active key moves aside.
-          await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), active_key: `${p.active_key}#archived#${id}` } }, [this.zoneEvent(ctx, zoneId, "provider", id, "deleted")]));
+          await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), active_key: `${p.active_key}#archived#${id}` } }, events));
         });
-        await this.outboxKick("Provider", id);
+        await this.outboxKick("Provider", id, events);
         return noContent(ctx);
       },
     },
@@ -283,15 +287,16 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               upstream_url: body.upstream_url ?? null, scopes, credential_provider_id: providerId, gateway_application_id: gatewayApp,
               operations, operation_enforcement: body.operation_enforcement ?? "enforced", created_at: now, updated_at: now, archived_at: null,
             };
+            const events = [this.zoneEvent(ctx, zoneId, "resource", id, "created")];
             try {
-              await this.resources().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, zoneId, "resource", id, "created")]) });
+              await this.resources().create({ ...doc, ...withNewEvents(events) });
             } catch (err) {
               if (!isDuplicateKey(err)) throw err;
               if (body.identifier) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
               continue;
             }
             await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: count + 1 } }, { upsert: true });
-            await this.outboxKick("Resource", id);
+            await this.outboxKick("Resource", id, events);
             return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(doc));
           }
           throw conflict("resource_identifier_conflict", "no free identifier for this name");
@@ -308,6 +313,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
         if (body.credential_provider_id) await this.providerInZone(zoneId, body.credential_provider_id).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
         if (body.gateway_application_id) await this.checkGatewayApp(ctx, zoneId, body.gateway_application_id);
+        let events: OutboxEntry[] = [];
         try {
           const updated = await this.locked(this.resources(), id, async () => {
             // Not hidden here: the Control resource answers 409 protected_resource to non-global actors.
@@ -340,10 +346,11 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               .filter((k) => !["updated_at", "identifier_key"].includes(k) && !(k === "gateway_application_id" && set[k] === current.gateway_application_id))
               .sort()
               .join(",");
-            await this.resources().updateOne({ _id: id }, pushEvents({ $set: set }, [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })]));
+            events = [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })];
+            await this.resources().updateOne({ _id: id }, pushEvents({ $set: set }, events));
             return { ...current, ...set } as ResourceDoc;
           });
-          await this.outboxKick("Resource", id);
+          await this.outboxKick("Resource", id, events);
           return toPublicResource(updated);
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
@@ -356,18 +363,19 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       params: { params: pathParams("zoneId", "id") },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
+        const events = [this.zoneEvent(ctx, zoneId, "resource", id, "deleted")];
         await this.locked(this.resources(), id, async () => {
           // Nobody deletes the Control resource, whatever the token's scope.
           const r = await this.storedResource(zoneId, id);
           if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
-          await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, [this.zoneEvent(ctx, zoneId, "resource", id, "deleted")]));
+          await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, events));
         });
         const counters = this.models.Counter as Model<{ _id: string; value: number }>;
         await this.locked(counters, `resources:${zoneId}`, async () => {
           const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 1;
           await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: Math.max(0, count - 1) } }, { upsert: true });
         });
-        await this.outboxKick("Resource", id);
+        await this.outboxKick("Resource", id, events);
         return noContent(ctx);
       },
     },
@@ -461,9 +469,10 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       if (await this.providers().findById(id).lean<ProviderDoc>()) return id;
       const now = new Date();
       for (const activeKey of [`${zoneId}|provider://none`, `${zoneId}|provider://none#${id}`]) {
+        const events = [this.zoneEvent(ctx, zoneId, "provider", id, "created")];
         try {
-          await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: activeKey, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, ...withNewEvents([this.zoneEvent(ctx, zoneId, "provider", id, "created")]) });
-          await this.outboxKick("Provider", id);
+          await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: activeKey, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, ...withNewEvents(events) });
+          await this.outboxKick("Provider", id, events);
           return id;
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
@@ -478,15 +487,16 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       const bound = await this.resources().find({ zone_id: zoneId, gateway_application_id: appId }, { _id: 1 }).lean<{ _id: string }[]>();
       let cleared = 0;
       for (const { _id } of bound) {
+        const events = [this.zoneEvent(ctx, zoneId, "resource", _id, "updated", { changed_fields: "gateway_application_id" })];
         const done = await this.locked(this.resources(), _id, async () => {
           const r = await this.resources().findById(_id).lean<ResourceDoc>();
           if (!r || r.gateway_application_id !== appId) return false;
-          await this.resources().updateOne({ _id }, pushEvents({ $set: { gateway_application_id: null } }, [this.zoneEvent(ctx, zoneId, "resource", _id, "updated", { changed_fields: "gateway_application_id" })]));
+          await this.resources().updateOne({ _id }, pushEvents({ $set: { gateway_application_id: null } }, events));
           return true;
         });
         if (done) {
           cleared++;
-          await this.outboxKick("Resource", _id);
+          await this.outboxKick("Resource", _id, events);
         }
       }
       return cleared;

@@ -3,7 +3,7 @@ import type { ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
-import { pushEvents, withNewEvents } from "../../shared/outbox/entry";
+import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { AppError, badRequest, conflict, notFound } from "../../shared/errors";
 import { newId } from "../../shared/ids";
 import { pathParams, strictBody, anyQuery } from "../../shared/validation";
@@ -88,8 +88,9 @@ const ZonesService: ServiceSchema<{}, Methods> = {
           const slug = attempt === 0 ? base : `${base}-${await this.nextSlugSuffix(base)}`;
           const doc = { _id: id, name, slug, dcr_enabled: body.dcr_enabled ?? false, operator_coauthor_badge: true, reserved, created_at: now, updated_at: now, archived_at: null };
           try {
-            await this.zones().create({ ...doc, ...withNewEvents([this.zoneEvent(ctx, id, "zone", id, "created")]) });
-            await this.outboxKick("Zone", id);
+            const events = [this.zoneEvent(ctx, id, "zone", id, "created")];
+            await this.zones().create({ ...doc, ...withNewEvents(events) });
+            await this.outboxKick("Zone", id, events);
             return created(ctx, `/v1/zones/${id}`, toPublicZone(doc));
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
@@ -124,6 +125,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         if (!Object.keys(set).length) throw badRequest("no_fields", "nothing to update");
 
         const extra: Record<string, string> = {};
+        let events: OutboxEntry[] = [];
         let updated: ZoneDoc | null;
         try {
           updated = await this.locked(this.zones(), id, async () => {
@@ -138,7 +140,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
             }
             set.updated_at = new Date();
             const changed = Object.keys(set).filter((k) => k !== "updated_at").sort().join(",");
-            const events = [this.zoneEvent(ctx, id, "zone", id, "updated", { changed_fields: changed, ...extra })];
+            events = [this.zoneEvent(ctx, id, "zone", id, "updated", { changed_fields: changed, ...extra })];
             return this.zones().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, events), { returnDocument: "after" }).lean<ZoneDoc>();
           });
         } catch (err) {
@@ -147,7 +149,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         }
         if (!updated) throw notFound("zone_not_found", "zone not found");
         this.zoneChanged(ctx, id);
-        await this.outboxKick("Zone", id);
+        await this.outboxKick("Zone", id, events);
         if (extra.dcr_shutdown === "revoke_live") {
           // The event above guarantees the revocation; this call makes it visible before we answer.
           await ctx.call("applications.revokeLiveDcr", { zone_id: id }).catch((err: Error) => {
@@ -163,12 +165,13 @@ const ZonesService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ id: string }>>) {
         const { id } = ctx.params.params;
         const now = new Date();
+        const events = [this.zoneEvent(ctx, id, "zone", id, "deleted")];
         await this.locked(this.zones(), id, async () => {
           await this.activeZone(id);
-          await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, updated_at: now } }, [this.zoneEvent(ctx, id, "zone", id, "deleted")]));
+          await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, updated_at: now } }, events));
         });
         this.zoneChanged(ctx, id);
-        await this.outboxKick("Zone", id);
+        await this.outboxKick("Zone", id, events);
         ctx.broadcast("zones.zone.archived", { zone_id: id });
         return noContent(ctx);
       },

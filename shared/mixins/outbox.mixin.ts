@@ -3,7 +3,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
 import { config } from "../config";
 import { redisClient } from "../redis";
-import { OutboxRelay, outboxHealth, hintWritten } from "../outbox/relay";
+import { OutboxRelay, outboxHealth } from "../outbox/relay";
 import { outboxEntry, type OutboxEntry } from "../outbox/entry";
 import type { FlatFields } from "../signing";
 import type { Actor } from "../actor";
@@ -17,9 +17,11 @@ export interface OutboxMethods {
   zoneEvent(ctx: Context<any, any>, zoneId: string, entityType: string, entityId: string, action: ZoneEventAction, extra?: FlatFields): OutboxEntry;
   /**
    * Call after every write that added outbox entries (model name as given to OutboxMixin, the
-   * document id, how many entries): leaves the relay a hint and asks it for a pass.
+   * document id, the entries written): publishes them now, or leaves the relay a hint when it cannot.
    */
-  outboxKick(model: string, id: string, count?: number): Promise<void>;
+  outboxKick(model: string, id: string, entries: OutboxEntry[] | undefined): Promise<void>;
+  /** The entries of a document as they stand, including publish results not yet written back. */
+  currentOutbox(model: string, id: string, entries: OutboxEntry[] | undefined): Promise<OutboxEntry[]>;
 }
 
 /** `models` names the models (from MongoMixin) whose documents carry outbox entries. */
@@ -55,10 +57,12 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
           ctx.requestID ?? null,
         );
       },
-      async outboxKick(this: any, model: string, id: string, count = 1) {
-        // A lost hint only delays the publish until the relay's sweep; the write already holds its events.
-        await hintWritten(this.outboxRedis, this.models[model], id, count).catch((err: Error) => this.logger.warn({ err: err.message }, "outbox hint not recorded"));
-        this.relay?.kick();
+      async outboxKick(this: any, model: string, id: string, entries: OutboxEntry[] | undefined) {
+        // The write already holds its events: whatever fails here only delays them until the relay's sweep.
+        await (this.relay as OutboxRelay).publishWritten(this.models[model], id, entries ?? []).catch((err: Error) => this.logger.warn({ err: err.message }, "outbox publish after write failed; the relay will retry"));
+      },
+      async currentOutbox(this: any, model: string, id: string, entries: OutboxEntry[] | undefined) {
+        return (this.relay as OutboxRelay).currentEntries(this.models[model], id, entries ?? []);
       },
     },
     started(this: any) {

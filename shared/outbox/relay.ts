@@ -58,6 +58,7 @@ return id
 `;
 
 const RELAY_CONCURRENCY = 8;
+const RECORD_BATCH = 50;
 
 export function backoffMs(attempts: number): number {
   const base = Math.min(60, 2 ** Math.min(attempts, 6));
@@ -103,6 +104,7 @@ export class OutboxRelay {
   private recording = false;
   private recordKicked = false;
   private recordTimer: NodeJS.Timeout | null = null;
+  private active = false;
   afterPublish: AfterPublishHook | null = null;
 
   constructor(
@@ -115,6 +117,7 @@ export class OutboxRelay {
 
   start(): void {
     this.stopping = false;
+    this.active = true;
     void this.sweep().catch((err) => this.logger.warn({ err: (err as Error).message }, "outbox sweep failed"));
     const sweepMs = this.settings.sweepMs ?? 300_000;
     this.sweepTimer = setInterval(() => void this.sweep().catch(() => undefined), sweepMs);
@@ -142,6 +145,7 @@ export class OutboxRelay {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.active = false;
     if (this.timer) clearTimeout(this.timer);
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.recordTimer) clearInterval(this.recordTimer);
@@ -188,14 +192,62 @@ export class OutboxRelay {
     return published;
   }
 
+  /**
+   * Publishes the entries a writer has just committed, from the writer's own copy: reading the document
+   * back is a collection scan on FerretDB v1, and the writer has the entries in hand. The document still
+   * holds them, so whatever fails here is published later from the document: a failed entry leaves a
+   * hint for the relay, and a crash leaves the document for the sweep at the next start. Results go to
+   * Redis for the recorder, as for the relay's own publishes; a relay that picks the document up at the
+   * same time publishes nothing twice (the outbox id is remembered with its stream id).
+   */
+  async publishWritten(model: Model<any>, docId: string, entries: OutboxEntry[]): Promise<void> {
+    if (!entries.length) return;
+    if (!this.active) {
+      await hintWritten(this.redis, model, docId, entries.length);
+      return;
+    }
+    const k = hintKeys(model);
+    const results = new Map<string, Partial<OutboxEntry>>();
+    let failed = 0;
+    for (const entry of entries) {
+      try {
+        const streamId = await this.publish(entry);
+        if (this.afterPublish) await this.afterPublish(entry);
+        results.set(entry.id, { attempts: entry.attempts + 1, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId });
+      } catch (err) {
+        // As if the process died right here: nothing is recorded, the sweep finds the document.
+        if ((err as { fatalForTest?: boolean }).fatalForTest) return;
+        failed++;
+      }
+    }
+    const now = Date.now();
+    const tx = this.redis.multi();
+    for (const [id, r] of results) tx.hset(k.results(docId), id, JSON.stringify(r));
+    if (results.size) tx.zadd(k.record, "NX", now, docId);
+    if (failed) tx.zadd(k.due, "LT", now, docId).zadd(k.pendingSince, "NX", now, docId).hincrby(k.pendingCount, docId, failed);
+    await tx.exec();
+    if (results.size) this.kickRecorder();
+    if (failed) this.kick();
+  }
+
+  /** The document's entries as they stand, with publish results not yet written back. */
+  async currentEntries(model: Model<any>, docId: string, entries: OutboxEntry[]): Promise<OutboxEntry[]> {
+    const stored = await this.storedResults(model, docId);
+    return entries.map((e) => ({ ...e, ...(stored.get(e.id) ?? {}) }));
+  }
+
   /** Rebuilds hints from the documents themselves (full scan): at start and now and then. */
   async sweep(): Promise<void> {
     for (const model of this.models) {
       const k = hintKeys(model);
-      const pending = await model.find({ _outbox_next_at: { $exists: true } }, { _outbox_next_at: 1, _outbox_pending: 1, _outbox_pending_since: 1 }).lean();
+      const found = await model.find({ _outbox_next_at: { $exists: true } }, { _outbox_next_at: 1, _outbox_pending: 1, _outbox_pending_since: 1 }).lean();
       const dead = await model.find({ _outbox_dead: { $gt: 0 } }, { _outbox_dead: 1, _outbox_dead_since: 1 }).lean();
+      // A document whose publish results still wait for the recorder looks pending in the store but is
+      // not; the recorder restores its hints (from the document and the results) when it writes it back.
+      const awaiting = await this.awaitingRecord(model, (found as any[]).map((d) => String(d._id)));
+      const pending = (found as any[]).filter((d) => !awaiting.has(String(d._id)));
       const tx = this.redis.multi();
-      for (const d of pending as any[]) {
+      for (const d of pending) {
         tx.zadd(k.due, "LT", new Date(d._outbox_next_at).getTime(), d._id);
         tx.zadd(k.pendingSince, "NX", new Date(d._outbox_pending_since ?? d._outbox_next_at).getTime(), d._id);
         tx.hset(k.pendingCount, d._id, d._outbox_pending ?? 1);
@@ -285,6 +337,18 @@ export class OutboxRelay {
     return published;
   }
 
+  /** Which of these documents have publish results waiting in the record set. */
+  private async awaitingRecord(model: Model<any>, ids: string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    const key = hintKeys(model).record;
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      const scores = await this.redis.zmscore(key, ...chunk);
+      chunk.forEach((id, j) => scores[j] !== null && out.add(id));
+    }
+    return out;
+  }
+
   private async storedResults(model: Model<any>, docId: string): Promise<Map<string, Partial<OutboxEntry>>> {
     const raw = await this.redis.hgetall(hintKeys(model).results(docId));
     const out = new Map<string, Partial<OutboxEntry>>();
@@ -304,20 +368,31 @@ export class OutboxRelay {
     try {
       for (const model of this.models) {
         const k = hintKeys(model);
-        for (let round = 0; round < 1000 && !this.stopping; round++) {
-          const [docId] = await this.redis.zrange(k.record, 0, 0);
-          if (!docId) break;
-          const lock = await tryDocLock(this.redis, docLockKey(model, docId), this.settings.leaseSec * 1000);
-          if (!lock) break;
-          try {
-            const results = await this.storedResults(model, docId);
-            const doc = await model.findById(docId).lean();
-            if (doc && results.size) await this.writeBack(model, doc, results);
-            await this.redis.multi().del(k.results(docId)).zrem(k.record, docId).exec();
-            recorded++;
-          } finally {
-            await lock.release().catch(() => undefined);
+        // Oldest first, a batch at a time; a document another writer (or the relay) holds is left for
+        // the next pass instead of ending this one.
+        for (let round = 0; round < 20 && !this.stopping; round++) {
+          const ids = await this.redis.zrange(k.record, 0, RECORD_BATCH - 1);
+          let done = 0;
+          for (const docId of ids) {
+            if (this.stopping) break;
+            const lock = await tryDocLock(this.redis, docLockKey(model, docId), this.settings.leaseSec * 1000);
+            if (!lock) continue;
+            try {
+              const results = await this.storedResults(model, docId);
+              const doc = await model.findById(docId).lean();
+              if (doc && results.size) await this.writeBack(model, doc, results);
+              // Only what was written back is forgotten: a writer may have added results meanwhile.
+              const tx = this.redis.multi().zrem(k.record, docId);
+              if (results.size) tx.hdel(k.results(docId), ...results.keys());
+              await tx.exec();
+              if ((await this.redis.hlen(k.results(docId))) > 0) await this.redis.zadd(k.record, "NX", Date.now(), docId);
+              done++;
+            } finally {
+              await lock.release().catch(() => undefined);
+            }
           }
+          recorded += done;
+          if (ids.length < RECORD_BATCH || done === 0) break;
         }
       }
     } catch (err) {

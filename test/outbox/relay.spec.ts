@@ -38,6 +38,23 @@ test("a zone create publishes a signed caracal.zone.events entry whose _sig we c
   expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], STREAM, entry!)).toBe(true);
 });
 
+test("the writer publishes its own events: each is on the stream when the response arrives", async () => {
+  for (let i = 0; i < 5; i++) {
+    const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: `published inline ${i}` });
+    expect(r.status).toBe(201);
+    const entries = await entriesFor(r.body.id);
+    expect(entries.map((e) => e.action)).toEqual(["created"]);
+  }
+  // The results reach the documents later (the recorder), and then nothing is pending anywhere.
+  const svc = zonesService();
+  const last = await eventually(async () => {
+    const docs = await svc.models.Zone.find({ name: /^published inline/ }).lean();
+    return docs.length === 5 && docs.every((d: any) => d._outbox_pending === 0 && d._outbox[0].dispatched_at) ? docs : undefined;
+  });
+  expect(last).toHaveLength(5);
+  expect((await c.http().get("/metrics")).text).toContain("caracal_api_outbox_pending_total 0");
+});
+
 test("update and delete emit their own entries in order", async () => {
   const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "lifecycle" });
   await c.http().patch(`/v1/zones/${r.body.id}`).set(c.auth()).send({ name: "renamed" });

@@ -1,6 +1,6 @@
 // Policy sets (each with its activation binding inline) and their immutable, numbered versions.
 import { Schema } from "mongoose";
-import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { outboxFields, addOutboxIndexes, type OutboxEntry } from "../../../shared/outbox/entry";
 import type { ManifestEntry } from "../manifest";
 
 export interface PolicySetDoc {
@@ -19,7 +19,7 @@ export interface PolicySetDoc {
   activated_at: Date | null;
   /** Version ids in order; the numbering counter (see policy.model.ts). */
   version_ids: string[];
-  _outbox?: { id: string; stream: string; payload: Record<string, unknown>; attempts: number; last_error: string | null; dispatched_at: Date | null; dead_at: Date | null; created_at: Date }[];
+  _outbox?: OutboxEntry[];
 }
 
 export interface PolicySetVersionDoc {
