@@ -209,8 +209,6 @@ async function main(): Promise<void> {
     recordLeft = await redis.zcard(recordKey);
   }
   const recordSec = (Date.now() - recordStart) / 1000;
-  // This run's outbox keys go with its database.
-  for (const key of await redis.keys(`outbox:{bench_${suffix}:*`)) await redis.del(key);
   redis.disconnect();
   const zonesAfterPost = await conn.collection("zones").countDocuments({});
   const loaded = rssAll();

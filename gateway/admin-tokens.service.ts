@@ -11,7 +11,6 @@ import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams }
 import type { Actor } from "../shared/actor";
 import { config } from "../shared/config";
 import { CONSOLE_LABELS, deriveConsoleToken, hashToken, lookupDigest, newAdminToken, verifyTokenHash } from "./tokens";
-import { updateById } from "../shared/update-by-id";
 
 interface TokenDoc {
   _id: string;
@@ -155,7 +154,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
         await this.locked(this.tokens(), id, async () => {
           const row = await this.tokens().findById(id).lean<TokenDoc>();
           if (!row || row.revoked_at) throw notFound("admin_token_not_found", "admin token not found");
-          await updateById(this.tokens(), id, { $set: { revoked_at: new Date() } });
+          await this.tokens().updateOne({ _id: id }, { $set: { revoked_at: new Date() } });
         });
         // Every gateway drops its cached verification at once instead of waiting out the window.
         ctx.broadcast("adminTokens.revoked", { id: ctx.params.params.id });
@@ -214,7 +213,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       const lastWrite = this.lastUsedWrites.get(row._id) ?? 0;
       if (Date.now() - lastWrite > LAST_USED_DEBOUNCE_MS) {
         this.lastUsedWrites.set(row._id, Date.now());
-        void this.locked(this.tokens(), row._id, () => updateById(this.tokens(), row!._id, { $set: { last_used_at: new Date() } })).catch(() => undefined);
+        void this.locked(this.tokens(), row._id, () => this.tokens().updateOne({ _id: row!._id }, { $set: { last_used_at: new Date() } })).catch(() => undefined);
       }
       return actor;
     },

@@ -17,7 +17,6 @@ import { config } from "../../shared/config";
 import { applicationSchema, isLiveDcr, toPublicApplication, type ApplicationDoc } from "./models/application.model";
 import { checkTraits } from "./traits";
 import { hashClientSecret, newClientSecret, verifyClientSecret } from "./client-secret";
-import { updateById } from "../../shared/update-by-id";
 
 const DCR_BURST_PER_SECOND = 10;
 const DCR_LIVE_CAP = 1000;
@@ -158,7 +157,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const events = [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: "client_secret", secret_rotated: "true" })];
         await this.locked(this.apps(), id, async () => {
           await this.appInZone(zoneId, id);
-          await updateById(this.apps(), id, pushEvents({ $set: { secret_hash: secretHash } }, events));
+          await this.apps().updateOne({ _id: id }, pushEvents({ $set: { secret_hash: secretHash } }, events));
         });
         await this.outboxKick("Application", id, events);
         return { id, client_secret: secret };
@@ -276,7 +275,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         if (!fresh || fresh.archived_at) return false;
         const set: Record<string, unknown> = { archived_at: new Date() };
         if (unbind) set.gateway_unbind_pending = true;
-        await updateById(this.apps(), app._id, pushEvents({ $set: set }, events));
+        await this.apps().updateOne({ _id: app._id }, pushEvents({ $set: set }, events));
         return true;
       });
       if (!done) return false;
@@ -297,7 +296,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         this.logger.warn({ err: (err as Error).message, application_id: app._id }, "clearing gateway bindings failed; the background pass retries it");
         return false;
       }
-      await this.locked(this.apps(), app._id, () => updateById(this.apps(), app._id, { $unset: { gateway_unbind_pending: 1 } }));
+      await this.locked(this.apps(), app._id, () => this.apps().updateOne({ _id: app._id }, { $unset: { gateway_unbind_pending: 1 } }));
       return true;
     },
 

@@ -25,7 +25,6 @@ import { Opa, type OpaError } from "./opa";
 import { Evaluator } from "./evaluator";
 import { POLICY_TEMPLATES } from "./templates";
 import { POLICY_INVALIDATE_STREAM, newestInvalidation, outboxStatus, propagationStatus, type OutboxStatus, type StoredEntry } from "./activation-status";
-import { updateById } from "../../shared/update-by-id";
 
 /** The platform modules bundled with every policy-set version. */
 const CONTRACT_MODULES = [
@@ -230,7 +229,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const archived = await this.locked(this.policies(), id, async () => {
           const policy = await this.policies().findById(id, { zone_id: 1, archived_at: 1 }).lean<PolicyDoc>();
           if (!policy || policy.zone_id !== zoneId || policy.archived_at) return false;
-          await updateById(this.policies(), id, pushEvents({ $set: { archived_at: new Date() } }, events));
+          await this.policies().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date() } }, events));
           return true;
         });
         if (!archived) throw notFound("policy_not_found", "policy not found");
@@ -366,7 +365,10 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           // Binding, invalidation entry and zone event in one document write.
           res = await this.locked(this.sets(), id, async () => {
             if (!(await this.liveSet(zoneId, id))) return { matchedCount: 0 };
-            return updateById(this.sets(), id, pushEvents({ $set: { active_version_id: versionId, shadow_version_id: shadowId ?? null, active_slot: activeSlot(zoneId), activated_at: new Date() } }, [invalidate, changed]), );
+            return this.sets().updateOne(
+              { _id: id },
+              pushEvents({ $set: { active_version_id: versionId, shadow_version_id: shadowId ?? null, active_slot: activeSlot(zoneId), activated_at: new Date() } }, [invalidate, changed]),
+            );
           });
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
@@ -476,7 +478,10 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           // Unlike the reference (§6.2), archiving an active set deactivates it and tells the runtimes.
           const wasActive = set.active_slot === activeSlot(zoneId);
           if (wasActive) events.unshift(this.event(ctx, POLICY_INVALIDATE_STREAM, { zone_id: zoneId, policy_set_id: id, policy_set_version_id: null, shadow_version_id: null, reason: "policy_set_archived" }));
-          const write = await updateById(this.sets(), id, pushEvents({ $set: { archived_at: new Date(), active_slot: idleSlot(id), active_version_id: null, shadow_version_id: null } }, events), );
+          const write = await this.sets().updateOne(
+            { _id: id },
+            pushEvents({ $set: { archived_at: new Date(), active_slot: idleSlot(id), active_version_id: null, shadow_version_id: null } }, events),
+          );
           return { matched: write.matchedCount, events };
         });
         this.setChanged(ctx, id);
@@ -577,10 +582,10 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
             const leftover = await child.findOne({ [scope]: parentId, version: next }, { _id: 1 }).lean<{ _id: string }>();
-            if (leftover) await updateById(parent, parentId, { $push: { version_ids: leftover._id } });
+            if (leftover) await parent.updateOne({ _id: parentId }, { $push: { version_ids: leftover._id } });
             continue;
           }
-          await updateById(parent, parentId, { $push: { version_ids: doc._id } });
+          await parent.updateOne({ _id: parentId }, { $push: { version_ids: doc._id } });
           return doc;
         }
         throw new AppError(503, "write_busy", "could not allocate a version number; retry");

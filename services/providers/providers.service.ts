@@ -17,7 +17,6 @@ import { counterSchema, providerSchema, resourceSchema, toPublicProvider, toPubl
 import { PROVIDER_IDENTIFIER, PROVIDER_KINDS, providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
 import { checkOperations, resourceIdentifierBase, resourceIdentifierProblem, type Operation } from "./resource-rules";
 import { open, seal } from "./sealing";
-import { updateById } from "../../shared/update-by-id";
 
 interface ProviderBody {
   name?: string;
@@ -196,7 +195,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
             }
             const changed = Object.keys(set).filter((k) => !["updated_at", "active_key", "secrets_sealed"].includes(k)).sort().join(",");
             events = [this.zoneEvent(ctx, zoneId, "provider", id, "updated", { changed_fields: changed })];
-            await updateById(this.providers(), id, pushEvents({ $set: set }, events));
+            await this.providers().updateOne({ _id: id }, pushEvents({ $set: set }, events));
             return { ...current, ...set } as ProviderDoc;
           });
           await this.outboxKick("Provider", id, events);
@@ -216,7 +215,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         await this.locked(this.providers(), id, async () => {
           const p = await this.providerInZone(zoneId, id);
           // The identifier becomes reusable at once: the active key moves aside.
-          await updateById(this.providers(), id, pushEvents({ $set: { archived_at: new Date(), active_key: `${p.active_key}#archived#${id}` } }, events));
+          await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), active_key: `${p.active_key}#archived#${id}` } }, events));
         });
         await this.outboxKick("Provider", id, events);
         return noContent(ctx);
@@ -296,7 +295,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               if (body.identifier) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
               continue;
             }
-            await updateById(counters, `resources:${zoneId}`, { $set: { value: count + 1 } }, { upsert: true });
+            await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: count + 1 } }, { upsert: true });
             await this.outboxKick("Resource", id, events);
             return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(doc));
           }
@@ -348,7 +347,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               .sort()
               .join(",");
             events = [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })];
-            await updateById(this.resources(), id, pushEvents({ $set: set }, events));
+            await this.resources().updateOne({ _id: id }, pushEvents({ $set: set }, events));
             return { ...current, ...set } as ResourceDoc;
           });
           await this.outboxKick("Resource", id, events);
@@ -369,12 +368,12 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           // Nobody deletes the Control resource, whatever the token's scope.
           const r = await this.storedResource(zoneId, id);
           if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
-          await updateById(this.resources(), id, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, events));
+          await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, events));
         });
         const counters = this.models.Counter as Model<{ _id: string; value: number }>;
         await this.locked(counters, `resources:${zoneId}`, async () => {
           const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 1;
-          await updateById(counters, `resources:${zoneId}`, { $set: { value: Math.max(0, count - 1) } }, { upsert: true });
+          await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: Math.max(0, count - 1) } }, { upsert: true });
         });
         await this.outboxKick("Resource", id, events);
         return noContent(ctx);
@@ -431,7 +430,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       const counters = this.models.Counter as Model<{ _id: string; value: number }>;
       return this.locked(counters, key, async () => {
         const next = Math.max((await counters.findById(key).lean())?.value ?? floor, floor);
-        await updateById(counters, key, { $set: { value: next + 1 } }, { upsert: true });
+        await counters.updateOne({ _id: key }, { $set: { value: next + 1 } }, { upsert: true });
         return next;
       });
     },
@@ -492,7 +491,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const done = await this.locked(this.resources(), _id, async () => {
           const r = await this.resources().findById(_id).lean<ResourceDoc>();
           if (!r || r.gateway_application_id !== appId) return false;
-          await updateById(this.resources(), _id, pushEvents({ $set: { gateway_application_id: null } }, events));
+          await this.resources().updateOne({ _id }, pushEvents({ $set: { gateway_application_id: null } }, events));
           return true;
         });
         if (done) {

@@ -12,7 +12,6 @@ import { assertNotReserved, isReserved, RESERVED_PREFIXES } from "../../shared/r
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { zoneSchema, slugCounterSchema, toPublicZone, type ZoneDoc } from "./models/zone.model";
 import { SLUG_PATTERN, slugBase } from "./slug";
-import { updateById } from "../../shared/update-by-id";
 
 interface ZoneBody {
   name?: string;
@@ -169,7 +168,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         const events = [this.zoneEvent(ctx, id, "zone", id, "deleted")];
         await this.locked(this.zones(), id, async () => {
           await this.activeZone(id);
-          await updateById(this.zones(), id, pushEvents({ $set: { archived_at: now, updated_at: now } }, events));
+          await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, updated_at: now } }, events));
         });
         this.zoneChanged(ctx, id);
         await this.outboxKick("Zone", id, events);
@@ -234,7 +233,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
       return this.locked(counters, base, async () => {
         const current = await counters.findById(base).lean();
         const next = Math.max(current?.next ?? 2, 2);
-        await updateById(counters, base, { $set: { next: next + 1 } }, { upsert: true });
+        await counters.updateOne({ _id: base }, { $set: { next: next + 1 } }, { upsert: true });
         return next;
       });
     },

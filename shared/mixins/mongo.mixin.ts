@@ -3,10 +3,10 @@
 // Rules every service follows on FerretDB v1 (measured; see shared/doc-lock.ts and git log):
 // - Only `{_id: x}` is answered without a full collection scan. Read one object with findById and check
 //   archived/zone in code; keep other filters (lists) off hot paths.
-// - Updates of an existing document: `this.locked(model, id, async () => { findById; check; updateById(model, id, …) })` (shared/update-by-id.ts: findAndModify, which FerretDB answers without a scan).
+// - Updates of an existing document: `this.locked(model, id, async () => { findById; check; updateOne({_id: id}, …) })`.
 //   FerretDB loses concurrent updates to one document without it.
 // - Uniqueness is a unique index (inserts and updates that break it throw; test with isDuplicateKey).
-// - After a write that carries outbox entries: `await this.outboxKick("<Model>", id, entries)` with the entries written.
+// - After a write that carries outbox entries: `await this.outboxKick("<Model>", id, count)`.
 import mongoose, { Connection, Model, Schema } from "mongoose";
 import type { ServiceSchema } from "moleculer";
 import { config } from "../config";

@@ -1,14 +1,11 @@
 // Publishes outbox entries held in documents to Redis streams, signed, at least once and without duplicates.
 //
-// The normal path: the writer commits its document with the entries, then publishes those entries
-// itself (publishWritten), from its own copy, because reading a document back is a collection scan on
-// FerretDB v1 (only `_id` equality is pushed down, and even that scans). The results (stream ids) go to
-// Redis and a recorder writes them back into the documents one at a time, off the request path.
-// Everything else is the relay's: an entry whose publish failed leaves a hint (the document id in a
-// Redis sorted set scored by when it is due) and the relay retries it with backoff from the document; a
-// crash between the write and the publish is found by the sweep, which scans once at start and then
-// every few minutes. The events never leave the document until they are published, so no write loses
-// its event, and Redis remembers each outbox id with its stream id, so none is added twice.
+// Finding work: FerretDB v1 pushes only `_id` equality down to its store, so any other query scans the
+// whole collection. The relay therefore never polls the collection; writers leave a hint (the document
+// id in a Redis sorted set scored by when it is due) after their write, and the relay works from the
+// hints. A hint lost to a crash between the write and the hint is recovered by the sweep, which scans
+// once at start and then every few minutes. The events themselves never leave the document until the
+// relay has published them, so no write loses its event.
 import type { Model } from "mongoose";
 import type Redis from "ioredis";
 import { hostname } from "node:os";
@@ -16,7 +13,6 @@ import { sign, toStreamArgs, type SigningKey, type FlatFields } from "../signing
 import type { OutboxEntry } from "./entry";
 import { newId } from "../ids";
 import { tryDocLock } from "../doc-lock";
-import { updateById } from "../update-by-id";
 
 export interface RelaySettings {
   pollMs: number;
@@ -452,7 +448,7 @@ export class OutboxRelay {
     const tx = this.redis.multi();
     this.hintTx(tx, model, doc._id, sum);
     await tx.exec();
-    await updateById(model, doc._id, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
+    await model.updateOne({ _id: doc._id }, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
   }
 
   private async publish(entry: OutboxEntry): Promise<string> {
