@@ -12,6 +12,8 @@ import Redis from "ioredis";
 const ROOT = join(__dirname, "..");
 const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 50;
+/** How long to watch the recorder write results back after the POST load (BENCH_RECORD_WAIT_S). */
+const RECORD_WAIT_MS = Number(process.env.BENCH_RECORD_WAIT_S ?? 60) * 1000;
 const PORT = Number(process.env.BENCH_PORT ?? 3100);
 const ECHO_PORT = PORT + 1;
 const suffix = randomBytes(3).toString("hex");
@@ -204,11 +206,13 @@ async function main(): Promise<void> {
   const recordBacklog = await redis.zcard(recordKey);
   const recordStart = Date.now();
   let recordLeft = recordBacklog;
-  while (recordLeft > 0 && Date.now() - recordStart < 300_000) {
+  while (recordLeft > 0 && Date.now() - recordStart < RECORD_WAIT_MS) {
     await new Promise((r) => setTimeout(r, 500));
     recordLeft = await redis.zcard(recordKey);
   }
   const recordSec = (Date.now() - recordStart) / 1000;
+  // This run's outbox keys go with its database.
+  for (const key of await redis.keys(`outbox:{bench_${suffix}:*`)) await redis.del(key);
   redis.disconnect();
   const zonesAfterPost = await conn.collection("zones").countDocuments({});
   const loaded = rssAll();
