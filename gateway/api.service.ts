@@ -280,14 +280,15 @@ const ApiService: ServiceSchema<any> = {
 
     /** Sums the outbox health of every service that has one. */
     async outboxTotals() {
-      const totals = { pending: 0, dead: 0, oldestPendingAgeSec: 0, oldestDeadAgeSec: 0 };
+      const totals = { pending: 0, dead: 0, oldestPendingAgeSec: 0, oldestDeadAgeSec: 0, unrecorded: 0 };
       const names: string[] = this.broker.registry
         .getActionList({ onlyAvailable: true, skipInternal: true })
         .map((a: { name: string }) => a.name)
         .filter((n: string) => n.endsWith(".outboxHealth"));
       for (const name of [...new Set(names)]) {
-        const h: { pending: number; dead: number; oldestPendingAgeSec: number; oldestDeadAgeSec: number } = await this.broker.call(name, {}, { timeout: 5000 });
+        const h: { pending: number; dead: number; oldestPendingAgeSec: number; oldestDeadAgeSec: number; unrecorded?: number } = await this.broker.call(name, {}, { timeout: 5000 });
         totals.pending += h.pending;
+        totals.unrecorded += h.unrecorded ?? 0;
         totals.dead += h.dead;
         totals.oldestPendingAgeSec = Math.max(totals.oldestPendingAgeSec, h.oldestPendingAgeSec);
         totals.oldestDeadAgeSec = Math.max(totals.oldestDeadAgeSec, h.oldestDeadAgeSec);
@@ -311,6 +312,7 @@ const ApiService: ServiceSchema<any> = {
         this.outboxGauges.dead.set(outbox.dead);
         this.outboxGauges.oldestPending.set(outbox.oldestPendingAgeSec);
         this.outboxGauges.oldestDead.set(outbox.oldestDeadAgeSec);
+        this.outboxGauges.unrecorded.set(outbox.unrecorded);
       } catch (err) {
         return sendJson(res, 500, { error: "internal_error", error_description: "outbox health unavailable", request_id: req.$requestId });
       }
@@ -350,6 +352,7 @@ const ApiService: ServiceSchema<any> = {
       dead: gauge("caracal_api_outbox_dead_total", "Outbox entries that gave up after the maximum attempts"),
       oldestPending: gauge("caracal_api_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox entry"),
       oldestDead: gauge("caracal_api_outbox_oldest_dead_age_seconds", "Age of the oldest dead outbox entry"),
+      unrecorded: gauge("caracal_api_outbox_unrecorded_documents", "Documents whose published entries are not yet marked in the document (results held in Redis)"),
     };
   },
 

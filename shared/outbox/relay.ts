@@ -37,6 +37,8 @@ export interface OutboxHealth {
   dead: number;
   oldestPendingAgeSec: number;
   oldestDeadAgeSec: number;
+  /** Documents whose publish results wait in Redis for the recorder. */
+  unrecorded: number;
 }
 
 /** Hook for tests that need to stop the relay between the publish and the mark. */
@@ -476,15 +478,17 @@ export class OutboxRelay {
 /** Outbox numbers for /ready and /metrics, from the summaries the relay keeps in Redis. */
 export async function outboxHealth(redis: Redis, models: Model<any>[]): Promise<OutboxHealth> {
   const now = Date.now();
-  const out: OutboxHealth = { pending: 0, dead: 0, oldestPendingAgeSec: 0, oldestDeadAgeSec: 0 };
+  const out: OutboxHealth = { pending: 0, dead: 0, oldestPendingAgeSec: 0, oldestDeadAgeSec: 0, unrecorded: 0 };
   for (const model of models) {
     const k = hintKeys(model);
-    const [pn, dn, po, dold] = await Promise.all([
+    const [pn, dn, po, dold, unrecorded] = await Promise.all([
       redis.hvals(k.pendingCount),
       redis.hvals(k.deadCount),
       redis.zrange(k.pendingSince, 0, 0, "WITHSCORES"),
       redis.zrange(k.deadSince, 0, 0, "WITHSCORES"),
+      redis.zcard(k.record),
     ]);
+    out.unrecorded += unrecorded;
     out.pending += pn.reduce((s, v) => s + Math.max(0, Number(v)), 0);
     out.dead += dn.reduce((s, v) => s + Math.max(0, Number(v)), 0);
     if (po[1]) out.oldestPendingAgeSec = Math.max(out.oldestPendingAgeSec, (now - Number(po[1])) / 1000);

@@ -52,7 +52,11 @@ test("the writer publishes its own events: each is on the stream when the respon
     return docs.length === 5 && docs.every((d: any) => d._outbox_pending === 0 && d._outbox[0].dispatched_at) ? docs : undefined;
   });
   expect(last).toHaveLength(5);
-  expect((await c.http().get("/metrics")).text).toContain("caracal_api_outbox_pending_total 0");
+  const metrics = await eventually(async () => {
+    const text = (await c.http().get("/metrics")).text;
+    return text.includes("caracal_api_outbox_unrecorded_documents 0") ? text : undefined;
+  });
+  expect(metrics).toContain("caracal_api_outbox_pending_total 0");
 });
 
 test("update and delete emit their own entries in order", async () => {
