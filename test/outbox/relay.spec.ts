@@ -1,6 +1,8 @@
 import Redis from "ioredis";
 import { startCluster, eventually, TEST_STREAMS_KEY, type Cluster } from "../helpers/cluster";
 import { fieldsOf, sign, verify } from "../../shared/signing";
+import { outboxEntry, withNewEvents } from "../../shared/outbox/entry";
+import { newId } from "../../shared/ids";
 
 let c: Cluster;
 let redis: Redis;
@@ -57,6 +59,32 @@ test("the writer publishes its own events: each is on the stream when the respon
     return text.includes("caracal_api_outbox_unrecorded_documents 0") ? text : undefined;
   });
   expect(metrics).toContain("caracal_api_outbox_pending_total 0");
+});
+
+test("an entry the writer could not publish is left to the relay, which publishes it once when Redis accepts it", async () => {
+  const svc = zonesService();
+  // A stream name that holds a string: XADD fails with WRONGTYPE until the key is removed.
+  const stream = `relay-retry-${newId()}`;
+  await redis.set(stream, "not a stream");
+  const id = newId();
+  const entry = outboxEntry(stream, { zone_id: id, note: "retried" }, null);
+  const now = new Date();
+  await svc.models.Zone.create({ _id: id, name: "retry", slug: `retry-${id}`, dcr_enabled: false, operator_coauthor_badge: true, reserved: false, created_at: now, updated_at: now, archived_at: null, ...withNewEvents([entry]) });
+  await svc.outboxKick("Zone", id, [entry]);
+  // The failure left a hint and counts as pending; nothing reached a stream.
+  expect(await redis.zscore("outbox:{" + svc.models.Zone.db.name + ":zones}:due", id)).not.toBeNull();
+  expect((await c.http().get("/metrics")).text).toMatch(/caracal_api_outbox_pending_total [1-9]/);
+  await redis.del(stream);
+  // The relay retries after its backoff (2–2.6 s after a first failed attempt).
+  const rows = await eventually(async () => {
+    const r = await redis.xrange(stream, "-", "+");
+    return r.length ? r : undefined;
+  }, 10_000);
+  await new Promise((res) => setTimeout(res, 300));
+  expect(await redis.xrange(stream, "-", "+")).toHaveLength(1);
+  expect(fieldsOf(rows[0]![1])).toMatchObject({ zone_id: id, note: "retried", outbox_id: entry.id, kid: "k1" });
+  await eventually(async () => ((await svc.models.Zone.findById(id).lean())?._outbox_pending === 0 ? true : undefined));
+  await redis.del(stream);
 });
 
 test("update and delete emit their own entries in order", async () => {
