@@ -224,9 +224,7 @@ export class OutboxRelay {
     let failed = 0;
     for (const entry of entries) {
       try {
-        const streamId = await this.publish(entry);
-        if (this.afterPublish) await this.afterPublish(entry);
-        results.set(entry.id, { attempts: entry.attempts + 1, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId });
+        results.set(entry.id, await this.publishMarked(entry, entry.attempts + 1));
       } catch (err) {
         // As if the process died right here: nothing is recorded, the sweep finds the document.
         if ((err as { fatalForTest?: boolean }).fatalForTest) return;
@@ -323,9 +321,7 @@ export class OutboxRelay {
       if (entry.dispatched_at || entry.dead_at || !entry.available_at || new Date(entry.available_at).getTime() > now) continue;
       const attempts = entry.attempts + 1;
       try {
-        const streamId = await this.publish(entry);
-        if (this.afterPublish) await this.afterPublish(entry);
-        fresh.set(entry.id, { attempts, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId });
+        fresh.set(entry.id, await this.publishMarked(entry, attempts));
         published++;
       } catch (err) {
         if ((err as { fatalForTest?: boolean }).fatalForTest) throw err;
@@ -471,6 +467,13 @@ export class OutboxRelay {
     this.hintTx(tx, model, doc._id, sum);
     await tx.exec();
     await model.updateOne({ _id: doc._id }, { $set: set, $unset: unset, $inc: { _outbox_v: 1 } });
+  }
+
+  /** Publishes one entry and returns what its outbox state becomes. */
+  private async publishMarked(entry: OutboxEntry, attempts: number): Promise<Partial<OutboxEntry>> {
+    const streamId = await this.publish(entry);
+    if (this.afterPublish) await this.afterPublish(entry);
+    return { attempts, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId };
   }
 
   private async publish(entry: OutboxEntry): Promise<string> {
