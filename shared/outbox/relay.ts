@@ -118,6 +118,8 @@ export class OutboxRelay {
   private lastWriteAt = 0;
   private recordRestUntil = 0;
   afterPublish: AfterPublishHook | null = null;
+  /** Hook for tests that need a writer to die after its document write and before its publish. */
+  beforePublish: AfterPublishHook | null = null;
 
   constructor(
     private readonly models: Model<any>[],
@@ -471,6 +473,7 @@ export class OutboxRelay {
 
   /** Publishes one entry and returns what its outbox state becomes. */
   private async publishMarked(entry: OutboxEntry, attempts: number): Promise<Partial<OutboxEntry>> {
+    if (this.beforePublish) await this.beforePublish(entry);
     const streamId = await this.publish(entry);
     if (this.afterPublish) await this.afterPublish(entry);
     return { attempts, dispatched_at: new Date(), available_at: null, last_error: null, stream_entry_id: streamId };

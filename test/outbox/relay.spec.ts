@@ -115,6 +115,26 @@ test("a relay stopped between the write and the publish loses nothing: the event
   expect(entries[0]!.action).toBe("created");
 });
 
+test("a writer that dies after its document write and before its publish loses nothing: the sweep at restart publishes the event once", async () => {
+  const relay = zonesService().relay;
+  relay.beforePublish = () => {
+    // No hint, no publish: what a process dying between the two steps leaves behind.
+    throw Object.assign(new Error("died before publish"), { fatalForTest: true });
+  };
+  const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "written, then the writer died" });
+  expect(r.status).toBe(201);
+  await new Promise((res) => setTimeout(res, 300));
+  expect(await entriesFor(r.body.id)).toHaveLength(0);
+  await c.restart("zones");
+  const entries = await eventually(async () => {
+    const e = await entriesFor(r.body.id);
+    return e.length ? e : undefined;
+  });
+  await new Promise((res) => setTimeout(res, 300));
+  expect(await entriesFor(r.body.id)).toHaveLength(1);
+  expect(entries[0]).toMatchObject({ action: "created", entity_id: r.body.id });
+});
+
 test("a relay killed after XADD but before marking the entry does not publish it twice", async () => {
   const relay = zonesService().relay;
   let killed = false;
