@@ -5,7 +5,8 @@
 //   archived/zone in code; keep other filters (lists) off hot paths.
 // - Updates of an existing document: `this.locked(model, id, async () => { findById; check; updateOne({_id: id}, …) })`.
 //   FerretDB loses concurrent updates to one document without it.
-// - Uniqueness is a unique index (inserts and updates that break it throw; test with isDuplicateKey).
+// - Uniqueness is a unique index (inserts and updates that break it throw; test with isDuplicateKey). On
+//   FerretDB only the unique indexes are created (see started); the rest are declared for MongoDB.
 // - After a write that carries outbox entries: `await this.outboxKick("<Model>", id, count)`.
 import mongoose, { Connection, Model, Schema } from "mongoose";
 import type { ServiceSchema } from "moleculer";
@@ -39,7 +40,17 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
     },
     async started(this: any) {
       await this.db.asPromise();
-      for (const model of Object.values(this.models) as Model<any>[]) await model.createIndexes();
+      const ferret = await isFerretDb(this.db);
+      for (const model of Object.values(this.models) as Model<any>[]) {
+        if (!ferret) {
+          await model.createIndexes();
+          continue;
+        }
+        // FerretDB v1 (SQLite) plans every query as a table scan, so its indexes only enforce uniqueness;
+        // the others would only slow each insert (measured: 3,000 zone inserts at 50 in flight, 1,577–1,859/s
+        // with the unique index alone against 1,406–1,429/s with the three others too).
+        for (const [fields, options] of model.schema.indexes()) if (options?.unique) await model.collection.createIndex(fields as any, options as any);
+      }
     },
     async stopped(this: any) {
       // The outbox relay (if any) uses this connection: let its pass finish first.
@@ -62,6 +73,12 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       },
     },
   };
+}
+
+/** Whether the server is FerretDB (its buildInfo names its own version beside the MongoDB one it emulates). */
+async function isFerretDb(db: Connection): Promise<boolean> {
+  const info = await db.db!.admin().command({ buildInfo: 1 }).catch(() => ({}));
+  return typeof (info as { ferretdbVersion?: unknown }).ferretdbVersion === "string";
 }
 
 /** Common stored-document options: string `_id` (UUIDv7), no mongoose version key. */
