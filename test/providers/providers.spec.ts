@@ -165,13 +165,14 @@ describe("providers", () => {
   });
 });
 
-describe("resources", () => {
-  async function bound(z: string) {
-    const provider = (await apiKeyProvider(z)).body.id as string;
-    const app = await managedApp(z);
-    return { provider, app };
-  }
+/** A zone's API-key provider and managed app, for resources bound to both. */
+async function bound(z: string) {
+  const provider = (await apiKeyProvider(z)).body.id as string;
+  const app = await managedApp(z);
+  return { provider, app };
+}
 
+describe("resources", () => {
   test("a provider of another zone is 404 provider_not_found (case 47)", async () => {
     const z = await zone();
     const other = await zone();
@@ -469,12 +470,6 @@ describe("providers: more rules", () => {
 });
 
 describe("resources: more rules", () => {
-  async function bound(z: string) {
-    const provider = (await apiKeyProvider(z)).body.id as string;
-    const app = await managedApp(z);
-    return { provider, app };
-  }
-
   test("generated resource identifiers skip archived ones; a name starting resource:// is used as is", async () => {
     const z = await zone();
     const { provider, app } = await bound(z);
