@@ -93,11 +93,11 @@ export function hintKeys(model: Model<any>) {
   };
 }
 
-/** Called by writers after a write that added `count` entries to document `id`. */
-export async function hintWritten(redis: Redis, model: Model<any>, id: string, count: number): Promise<void> {
+/** Adds to `tx` the hint that `count` entries of document `id` are due now (for the relay to publish). */
+function addHint(tx: ReturnType<Redis["multi"]>, model: Model<any>, id: string, count: number): void {
   const k = hintKeys(model);
   const now = Date.now();
-  await redis.multi().zadd(k.due, "LT", now, id).zadd(k.pendingSince, "NX", now, id).hincrby(k.pendingCount, id, count).exec();
+  tx.zadd(k.due, "LT", now, id).zadd(k.pendingSince, "NX", now, id).hincrby(k.pendingCount, id, count);
 }
 
 const minDate = (xs: (Date | null | undefined)[]): Date | undefined =>
@@ -217,7 +217,9 @@ export class OutboxRelay {
   async publishWritten(model: Model<any>, docId: string, entries: OutboxEntry[]): Promise<void> {
     if (!entries.length) return;
     if (!this.active) {
-      await hintWritten(this.redis, model, docId, entries.length);
+      const tx = this.redis.multi();
+      addHint(tx, model, docId, entries.length);
+      await tx.exec();
       return;
     }
     this.lastWriteAt = Date.now();
@@ -233,11 +235,10 @@ export class OutboxRelay {
         failed++;
       }
     }
-    const now = Date.now();
     const tx = this.redis.multi();
     for (const [id, r] of results) tx.hset(k.results(docId), id, JSON.stringify(r));
-    if (results.size) tx.zadd(k.record, "NX", now, docId);
-    if (failed) tx.zadd(k.due, "LT", now, docId).zadd(k.pendingSince, "NX", now, docId).hincrby(k.pendingCount, docId, failed);
+    if (results.size) tx.zadd(k.record, "NX", Date.now(), docId);
+    if (failed) addHint(tx, model, docId, failed);
     await tx.exec();
     if (results.size) this.kickRecorder();
     if (failed) this.kick();
