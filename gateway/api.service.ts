@@ -17,6 +17,7 @@ import { checkSystemZoneGate, checkTokenGates, zoneIdOfPath } from "./gates";
 import { countInWindow, enforceLimit, rateLimited } from "./limits";
 import { buildOpenApi, docsPage } from "./openapi";
 import type { EmbeddedPrometheusReporter } from "../shared/broker";
+import { rawAlias, serveZoneEventStream, startAuditHooks, stopAuditHooks } from "./audit-hooks";
 
 type Req = IncomingMessage & { $ctx?: Context<any, any>; $actor?: Actor; $requestId?: string; $route?: unknown; body?: unknown; query?: Record<string, unknown>; originalUrl?: string; parsedUrl?: string };
 type Res = ServerResponse;
@@ -108,7 +109,7 @@ const ApiService: ServiceSchema<any> = {
             this.admit(req).then(() => next(), next);
           },
         ],
-        aliases: Object.fromEntries(ROUTES.map((r) => [`${r.method} ${r.path}`, r.action])),
+        aliases: Object.fromEntries(ROUTES.map((r) => [`${r.method} ${r.path}`, r.raw ? rawAlias(r.raw) : r.action])),
         onBeforeCall(this: any, ctx: Context<any, any>, route: unknown, req: Req) {
           ctx.meta.actor = req.$actor;
         },
@@ -143,6 +144,7 @@ const ApiService: ServiceSchema<any> = {
         const labels = { method: req.method ?? "GET", route: label, status: String(res.statusCode) };
         this.httpRequests.inc(labels);
         this.httpLatency.observe(labels, seconds);
+        this.adminAudit?.record({ method: req.method ?? "GET", path, status: res.statusCode, requestId: req.$requestId, actor: req.$actor, body: req.body });
         if (res.statusCode >= 500) this.logger.error({ request_id: req.$requestId, ...labels, ms: Math.round(seconds * 1000) }, "request failed");
         else if (this.settings.$logEachRequest) this.logger.info({ request_id: req.$requestId, ...labels, ms: Math.round(seconds * 1000) }, "request");
       });
@@ -163,6 +165,10 @@ const ApiService: ServiceSchema<any> = {
       const envelope = toEnvelope(error, req.$requestId ?? randomUUID(), route?.bodyError);
       if (envelope.status >= 500) this.logger.error({ request_id: req.$requestId, err: { name: err?.name, message: err?.message, type: err?.type } }, "request error");
       sendJson(res, envelope.status, envelope.body, envelope.headers);
+    },
+
+    zoneEventStream(this: any, req: Req, res: Res) {
+      serveZoneEventStream(this, req, res, (err) => this.sendEnvelope(req, res, err));
     },
 
     /** JSON bodies only: a body with another content type is refused before anything else reads it. */
@@ -358,9 +364,11 @@ const ApiService: ServiceSchema<any> = {
 
   started(this: any) {
     this.redis = redisClient();
+    Object.assign(this, startAuditHooks(this.redis, this.broker, this.logger));
   },
 
-  stopped(this: any) {
+  async stopped(this: any) {
+    await stopAuditHooks(this);
     this.draining = true;
     // Keep-alive sockets would otherwise hold the close open until clients hang up.
     this.server?.closeIdleConnections?.();

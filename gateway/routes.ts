@@ -10,6 +10,8 @@ export interface RouteDef {
   summary: string;
   /** Public routes skip admin authentication (none yet besides the OAuth callback later). */
   public?: boolean;
+  /** Served by the gateway itself with the raw request and response (a method of the api service), not an action. */
+  raw?: string;
 }
 
 export const ROUTES: RouteDef[] = [
@@ -60,6 +62,17 @@ export const ROUTES: RouteDef[] = [
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/activate", action: "policies.activateSet", bodyError: "invalid_body", summary: "Activate a policy-set version (202, asynchronous)" },
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/activation-status", action: "policies.activationStatus", summary: "Propagation status of an activation" },
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/simulate", action: "policies.simulate", bodyError: "invalid_body", summary: "Dry-run a policy-set version, executing it with OPA when an input is given" },
+
+  { method: "GET", path: "/zones/:zoneId/audit", action: "audit.list", summary: "Decision audit events (filters, fields, CSV export)" },
+  { method: "GET", path: "/zones/:zoneId/audit/by-request/:requestId", action: "audit.byRequest", summary: "Every decision event of one request, oldest first" },
+  { method: "GET", path: "/zones/:zoneId/audit/by-request/:requestId/explain", action: "audit.explain", summary: "Decision trace of one request, with the policy input of each denial" },
+  { method: "GET", path: "/zones/:zoneId/admin-audit", action: "audit.listAdmin", summary: "Admin audit records of a zone (filters, fields, CSV export)" },
+  { method: "GET", path: "/zones/:zoneId/admin-audit/verify", action: "audit.verifyAdmin", summary: "Recompute the zone's admin-audit hash chain and report the first broken record" },
+  { method: "GET", path: "/zones/:zoneId/events", action: "audit.listZoneEvents", summary: "The zone's change events, newest first" },
+  { method: "GET", path: "/zones/:zoneId/events/stream", action: "audit.listZoneEvents", raw: "zoneEventStream", summary: "The zone's change events live (server-sent events, resumable with Last-Event-ID)" },
+  { method: "GET", path: "/zones/:zoneId/overview", action: "audit.overview", summary: "Counts, decisions of the last 24 hours and recent audit events of a zone" },
+  { method: "GET", path: "/audit-retention", action: "audit.getRetention", summary: "Audit retention in days" },
+  { method: "PUT", path: "/audit-retention", action: "audit.putRetention", bodyError: "invalid_body", summary: "Set the audit retention in days" },
 ];
 
 /** Services whose actions the route table names; /ready waits for each of them. */

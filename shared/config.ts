@@ -38,6 +38,8 @@ export interface Config {
   dcrGcIntervalMs: number;
   /** Services /ready waits for; null means every service the route table names. */
   readyServices: string[] | null;
+  /** Audit service: retention ceiling (days), stream consumers, zone-event SSE (see services/audit). */
+  audit: { retentionMaxDays: number; claimIdleMs: number; maxDeliveries: number; retentionSweepMs: number; sseHeartbeatMs: number; sseClientBufferBytes: number };
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number {
@@ -128,6 +130,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
     dcrGcIntervalMs: int(env, "DCR_GC_INTERVAL_MS", 60_000, 100),
     readyServices: env.READY_SERVICES?.trim() ? env.READY_SERVICES.split(",").map((x) => x.trim()).filter(Boolean) : null,
+    audit: {
+      retentionMaxDays: int(env, "AUDIT_RETENTION_DAYS", 365, 1),
+      claimIdleMs: int(env, "AUDIT_CLAIM_IDLE_SECS", 30, 1) * 1000,
+      maxDeliveries: int(env, "AUDIT_MAX_DELIVERIES", 8, 1),
+      retentionSweepMs: int(env, "AUDIT_RETENTION_SWEEP_MS", 3600_000, 100),
+      sseHeartbeatMs: int(env, "SSE_HEARTBEAT_MS", 15_000, 50),
+      sseClientBufferBytes: int(env, "SSE_CLIENT_BUFFER_BYTES", 1024 * 1024, 1024),
+    },
     generatedKeys: generated,
   };
 }

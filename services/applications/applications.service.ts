@@ -17,6 +17,7 @@ import { config } from "../../shared/config";
 import { applicationSchema, isLiveDcr, toPublicApplication, type ApplicationDoc } from "./models/application.model";
 import { checkTraits } from "./traits";
 import { hashClientSecret, newClientSecret, verifyClientSecret } from "./client-secret";
+import { ZoneCounters } from "../../shared/zone-counters";
 
 const DCR_BURST_PER_SECOND = 10;
 const DCR_LIVE_CAP = 1000;
@@ -36,6 +37,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   archive(ctx: ApiContext, app: ApplicationDoc, reason: string): Promise<boolean>;
   unbindGateway(ctx: ApiContext, app: ApplicationDoc): Promise<boolean>;
   backgroundPass(): Promise<{ archived: number; unbound: number }>;
+  zoneCounts: ZoneCounters;
 }
 
 const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> = {
@@ -80,6 +82,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const doc: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "managed", traits, expires_at: null, created_at: new Date(), archived_at: null, secret_hash: await hashClientSecret(secret) };
         const events = [this.zoneEvent(ctx, zoneId, "application", doc._id, "created")];
         await this.apps().create({ ...doc, ...withNewEvents(events) });
+        await this.zoneCounts.bump(zoneId, { total: 1 });
         await this.outboxKick("Application", doc._id, events);
         return created(ctx, `/v1/zones/${zoneId}/applications/${doc._id}`, { ...toPublicApplication(doc, false), client_secret: secret });
       },
@@ -112,6 +115,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
           const app: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "dcr", traits: [], expires_at: new Date(now.getTime() + (body.expires_in ?? 3600) * 1000), created_at: now, archived_at: null, secret_hash: secretHash };
           events = [this.zoneEvent(ctx, zoneId, "application", app._id, "created", { registration_method: "dcr" })];
           await this.apps().create({ ...app, ...withNewEvents(events) });
+          await this.zoneCounts.bump(zoneId, { total: 1 }, { add: [app._id, app.expires_at!.getTime()] });
           return app;
         });
         await this.outboxKick("Application", doc._id, events);
@@ -191,6 +195,26 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         let archived = 0;
         for (const app of await this.liveDcr(ctx.params.zone_id)) if (await this.archive(ctx, app, "dcr_shutdown")) archived++;
         return { archived };
+      },
+    },
+
+    /** Internal: the zone overview's application counts (maintained counters, see shared/zone-counters.ts). */
+    zoneStats: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        const zoneId = ctx.params.zone_id;
+        const counts = await this.zoneCounts.read(zoneId, async () => {
+          const rows = await this.apps().find({ zone_id: zoneId }, { archived_at: 1, expires_at: 1 }).lean<ApplicationDoc[]>();
+          const live = rows.filter((a) => !a.archived_at);
+          return { counts: { total: live.length }, dated: live.filter((a) => a.expires_at).map((a) => [a._id, new Date(a.expires_at!).getTime()] as [string, number]) };
+        });
+        const now = Date.now();
+        return {
+          total: counts.total ?? 0,
+          expired: await this.zoneCounts.countDated(zoneId, "-inf", now - 1),
+          expiring_soon: await this.zoneCounts.countDated(zoneId, now, now + 7 * 24 * 3600 * 1000),
+        };
       },
     },
 
@@ -279,6 +303,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         return true;
       });
       if (!done) return false;
+      await this.zoneCounts.bump(app.zone_id, { total: -1 }, { rem: app._id });
       await this.outboxKick("Application", app._id, events);
       // The domain event, for listeners that keep per-app state (caches); the unbinding does not rely on it.
       ctx.broadcast("applications.application.archived", { zone_id: app.zone_id, application_id: app._id });
@@ -330,6 +355,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
 
   created(this: any) {
     this.settings.dcrGcIntervalMs ??= config().dcrGcIntervalMs;
+    this.zoneCounts = new ZoneCounters(redisClient(this.settings.redisUrl ?? config().redisUrl), `${this.db.name}:zonestats:applications`);
   },
 
   started(this: any) {

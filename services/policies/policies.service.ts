@@ -24,6 +24,8 @@ import { manifestContractFailure, manifestSha256, normalizeManifest, contentSha2
 import { Opa, type OpaError } from "./opa";
 import { Evaluator } from "./evaluator";
 import { POLICY_TEMPLATES } from "./templates";
+import { ZoneCounters } from "../../shared/zone-counters";
+import { redisClient } from "../../shared/redis";
 import { POLICY_INVALIDATE_STREAM, newestInvalidation, outboxStatus, propagationStatus, type OutboxStatus, type StoredEntry } from "./activation-status";
 
 /** The platform modules bundled with every policy-set version. */
@@ -64,6 +66,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   buildBundle(manifest: ManifestEntry[]): Promise<{ ok: true; wasm: Buffer } | { ok: false; errors: OpaError[] }>;
   decide(version: PolicySetVersionDoc, input: unknown): Promise<DecisionOutcome>;
   outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined): Promise<OutboxStatus>;
+  zoneCounts: ZoneCounters;
 }
 
 const validator = new Validator();
@@ -281,6 +284,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           if (isDuplicateKey(err)) throw conflict("policy_set_name_conflict", "a policy set with this name already exists in the zone");
           throw err;
         }
+        await this.zoneCounts.bump(zoneId, { policy_sets: 1 });
         await this.outboxKick("PolicySet", id, events);
         const { active_version_id: _active, ...pub } = toPublicPolicySet(set);
         void _active;
@@ -486,8 +490,27 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         });
         this.setChanged(ctx, id);
         if (!res || res.matched !== 1) throw notFound("policy_set_not_found", "policy set not found");
+        await this.zoneCounts.bump(zoneId, { policy_sets: -1 });
         await this.outboxKick("PolicySet", id, res.events);
         return noContent(ctx);
+      },
+    },
+
+    /** Internal: the zone overview's policy-set counts; a zone has at most one active set (its active slot). */
+    zoneStats: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        const zoneId = ctx.params.zone_id;
+        const [counts, active] = await Promise.all([
+          this.zoneCounts.read(zoneId, async () => {
+            const sets = await this.sets().find({ zone_id: zoneId }, { archived_at: 1 }).lean<PolicySetDoc[]>();
+            return { counts: { policy_sets: sets.filter((x) => !x.archived_at).length } };
+          }),
+          this.sets().findOne({ active_slot: activeSlot(zoneId) }, { name: 1, active_version_id: 1, archived_at: 1 }).lean<PolicySetDoc>(),
+        ]);
+        const enforcing = active && !active.archived_at && active.active_version_id ? active : null;
+        return { total: counts.policy_sets ?? 0, enforcing: enforcing ? 1 : 0, active_name: enforcing?.name ?? null };
       },
     },
 
@@ -699,6 +722,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     this.setVersionCache = new Map<string, PolicySetVersionDoc>();
     this.checks = new Map<string, Promise<OpaError[]>>();
     this.liveSets = new Map<string, { set: PolicySetDoc | null; until: number }>();
+    this.zoneCounts = new ZoneCounters(redisClient(this.settings.redisUrl ?? config().redisUrl), `${this.db.name}:zonestats:policies`);
   },
 
   async started(this: any) {

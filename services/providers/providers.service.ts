@@ -14,6 +14,8 @@ import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams }
 import { anyQuery, checkBody, lenientBody, pathParams } from "../../shared/validation";
 import { config } from "../../shared/config";
 import { counterSchema, providerSchema, resourceSchema, toPublicProvider, toPublicResource, zoneKeySchema, type ProviderDoc, type ResourceDoc } from "./models/provider.model";
+import { ZoneCounters } from "../../shared/zone-counters";
+import { redisClient } from "../../shared/redis";
 import { PROVIDER_IDENTIFIER, PROVIDER_KINDS, providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
 import { checkOperations, resourceIdentifierBase, resourceIdentifierProblem, type Operation } from "./resource-rules";
 import { open, seal } from "./sealing";
@@ -49,6 +51,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   checkGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<void>;
   noneProvider(ctx: ApiContext, zoneId: string): Promise<string>;
   clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<number>;
+  zoneCounts: ZoneCounters;
 }
 
 const providerBody = (required: boolean) =>
@@ -148,6 +151,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
             if (explicit) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
             continue;
           }
+          await this.zoneCounts.bump(zoneId, { providers: 1 });
           await this.outboxKick("Provider", id, events);
           return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(doc));
         }
@@ -217,6 +221,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           // The identifier becomes reusable at once: the active key moves aside.
           await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), active_key: `${p.active_key}#archived#${id}` } }, events));
         });
+        await this.zoneCounts.bump(zoneId, { providers: -1 });
         await this.outboxKick("Provider", id, events);
         return noContent(ctx);
       },
@@ -296,6 +301,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               continue;
             }
             await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: count + 1 } }, { upsert: true });
+            if (doc.operation_enforcement !== "enforced") await this.zoneCounts.bump(zoneId, { unenforced_resources: 1 });
             await this.outboxKick("Resource", id, events);
             return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(doc));
           }
@@ -348,6 +354,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               .join(",");
             events = [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })];
             await this.resources().updateOne({ _id: id }, pushEvents({ $set: set }, events));
+            if (set.operation_enforcement !== undefined) await this.zoneCounts.bump(zoneId, { unenforced_resources: set.operation_enforcement === "enforced" ? -1 : 1 });
             return { ...current, ...set } as ResourceDoc;
           });
           await this.outboxKick("Resource", id, events);
@@ -369,6 +376,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           const r = await this.storedResource(zoneId, id);
           if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
           await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, events));
+          if (r.operation_enforcement !== "enforced") await this.zoneCounts.bump(zoneId, { unenforced_resources: -1 });
         });
         const counters = this.models.Counter as Model<{ _id: string; value: number }>;
         await this.locked(counters, `resources:${zoneId}`, async () => {
@@ -377,6 +385,25 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         });
         await this.outboxKick("Resource", id, events);
         return noContent(ctx);
+      },
+    },
+
+    /** Internal: the zone overview's counts (resources from the quota counter, the rest maintained in Redis). */
+    zoneStats: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        const zoneId = ctx.params.zone_id;
+        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+        const [counts, quota] = await Promise.all([
+          this.zoneCounts.read(zoneId, async () => {
+            const providers = await this.providers().find({ zone_id: zoneId }, { archived_at: 1 }).lean<ProviderDoc[]>();
+            const resources = await this.resources().find({ zone_id: zoneId }, { archived_at: 1, operation_enforcement: 1 }).lean<ResourceDoc[]>();
+            return { counts: { providers: providers.filter((p) => !p.archived_at).length, unenforced_resources: resources.filter((r) => !r.archived_at && r.operation_enforcement !== "enforced").length } };
+          }),
+          counters.findById(`resources:${zoneId}`).lean(),
+        ]);
+        return { resources: { total: quota?.value ?? 0, unenforced: counts.unenforced_resources ?? 0 }, providers: { total: counts.providers ?? 0 } };
       },
     },
 
@@ -472,6 +499,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const events = [this.zoneEvent(ctx, zoneId, "provider", id, "created")];
         try {
           await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: activeKey, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, ...withNewEvents(events) });
+          await this.zoneCounts.bump(zoneId, { providers: 1 });
           await this.outboxKick("Provider", id, events);
           return id;
         } catch (err) {
@@ -501,6 +529,10 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       }
       return cleared;
     },
+  },
+
+  created(this: any) {
+    this.zoneCounts = new ZoneCounters(redisClient(this.settings?.redisUrl ?? config().redisUrl), `${this.db.name}:zonestats:providers`);
   },
 };
 

@@ -17,6 +17,9 @@
 // The sequence lives in Redis (INCRBY, one round trip). When Redis has lost it (restart without
 // persistence), it is re-seeded past the highest bucket that has a mark, so new rows open a new bucket;
 // marks are written before the rows they cover, so a crash leaves at worst an empty bucket.
+//
+// Retention removes whole buckets (`deleteMany({_bucket})`, an equality) and then retires their marks: a
+// retired mark stays (recovery still finds the highest bucket) but no page reads its bucket again.
 import type { Model } from "mongoose";
 import type Redis from "ioredis";
 import { Schema } from "mongoose";
@@ -36,6 +39,8 @@ export interface BucketMark {
   first_at: Date;
   min_ts: Date;
   max_ts: Date;
+  /** Set once retention has removed the bucket's rows. */
+  retired?: boolean;
 }
 
 export interface ListWindow {
@@ -77,9 +82,15 @@ const PAGE_BUDGET_MS = 1500;
 const OPEN_BUCKETS = 2;
 const MAX_CACHED_MARKS = 2_000_000;
 
+interface CachedMark {
+  min: number;
+  max: number;
+  retired?: boolean;
+}
+
 interface CachedMarks {
   /** Marks by bucket number (sparse when a mark is missing). */
-  marks: Map<number, { min: number; max: number }>;
+  marks: Map<number, CachedMark>;
   /** Buckets below this are final in the cache. */
   loadedTop: number;
 }
@@ -243,15 +254,15 @@ export class ListSequence {
   }
 
   /** The marks of a scope: final ones from memory, the top few re-read. */
-  private async marksOf(scope: string, topBucket: number): Promise<Map<number, { min: number; max: number }>> {
+  private async marksOf(scope: string, topBucket: number): Promise<Map<number, CachedMark>> {
     let entry = this.cache.get(scope);
     if (!entry) {
       // First read of this scope in this process: one query over its marks (~BUCKET_SIZE times fewer than rows).
-      const all = await this.marks.find({ list: this.listKey(scope) }, { min_ts: 1, max_ts: 1 }).lean();
+      const all = await this.marks.find({ list: this.listKey(scope) }, { min_ts: 1, max_ts: 1, retired: 1 }).lean();
       entry = { marks: new Map(), loadedTop: -1 };
       for (const m of all) {
         const b = Number(String(m._id).slice(String(m._id).lastIndexOf("|") + 1));
-        entry.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts) });
+        entry.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts), ...(m.retired ? { retired: true } : {}) });
       }
       this.cachedCount += entry.marks.size;
       if (this.cachedCount > MAX_CACHED_MARKS) {
@@ -263,17 +274,30 @@ export class ListSequence {
       const from = Math.max(0, Math.min(entry.loadedTop, topBucket) - OPEN_BUCKETS);
       const ids = [];
       for (let b = from; b <= topBucket; b++) ids.push(b);
-      const found = await Promise.all(ids.map((b) => this.marks.findById(this.markId(scope, b), { min_ts: 1, max_ts: 1 }).lean()));
+      const found = await Promise.all(ids.map((b) => this.marks.findById(this.markId(scope, b), { min_ts: 1, max_ts: 1, retired: 1 }).lean()));
       ids.forEach((b, i) => {
         const m = found[i];
         if (m) {
           if (!entry!.marks.has(b)) this.cachedCount++;
-          entry!.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts) });
+          entry!.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts), ...(m.retired ? { retired: true } : {}) });
         }
       });
     }
     entry.loadedTop = topBucket;
     return entry.marks;
+  }
+
+  /**
+   * Marks buckets whose rows retention has removed: pages stop reading them (here at once; in other
+   * processes once their cached marks are reloaded, until then they read an empty bucket).
+   */
+  async retire(scope: string, buckets: number[]): Promise<void> {
+    for (const bucket of buckets) {
+      const id = this.markId(scope, bucket);
+      await withDocLock(this.redis, `${this.marks.db.name}:${this.marks.collection.name}:${id}`, () => this.marks.updateOne({ _id: id }, { $set: { retired: true } }));
+      const cached = this.cache.get(scope)?.marks.get(bucket);
+      if (cached) cached.retired = true;
+    }
   }
 
   /**
@@ -294,7 +318,7 @@ export class ListSequence {
     const candidates: { bucket: number; min: number; max: number }[] = [];
     for (let b = topBucket; b >= 0; b--) {
       const m = marks.get(b) ?? { min: -Infinity, max: Infinity };
-      if (m.min <= upper && m.max >= lower) candidates.push({ bucket: b, ...m });
+      if (!m.retired && m.min <= upper && m.max >= lower) candidates.push({ bucket: b, min: m.min, max: m.max });
     }
     candidates.sort((a, b) => b.max - a.max || b.bucket - a.bucket);
 
@@ -352,6 +376,7 @@ export const bucketMarkSchema = new Schema(
     first_at: { type: Date, required: true },
     min_ts: { type: Date, required: true },
     max_ts: { type: Date, required: true },
+    retired: { type: Boolean },
   },
   { versionKey: false, _id: false },
 );

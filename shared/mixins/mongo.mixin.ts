@@ -31,6 +31,8 @@ export interface MongoMethods {
   listFields(model: string, scope: string, timestamps: Date[]): Promise<ListedFields[]>;
   /** One page's rows of a listed model (see shared/list/buckets.ts): give them to pageOf. */
   listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
+  /** After deleting the rows of whole buckets (retention): no page reads those buckets again. */
+  retireListBuckets(model: string, scope: string, buckets: number[]): Promise<void>;
 }
 
 export interface MongoOptions {
@@ -82,6 +84,9 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       },
       listRows(this: any, model: string, scope: string, q: ListQuery, opts: ListRowsOptions<any> = {}) {
         return listSequence(this, model).rows(this.models[model], scope, q.limit, q.after, opts);
+      },
+      retireListBuckets(this: any, model: string, scope: string, buckets: number[]) {
+        return listSequence(this, model).retire(scope, buckets);
       },
     },
     actions: {

@@ -1,0 +1,45 @@
+// What the gateway runs for the audit service: the admin-audit hand-off and the live zone event streams.
+// Kept out of api.service.ts so the gateway file only hooks them in.
+import type Redis from "ioredis";
+import type { ServiceBroker } from "moleculer";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { config } from "../shared/config";
+import { adminAuditStream } from "../shared/admin-audit";
+import { ZONE_EVENTS_STREAM } from "../shared/mixins/outbox.mixin";
+import { PATH_ID_PATTERN } from "../shared/ids";
+import { AppError } from "../shared/errors";
+import { AdminAuditHandoff, type HandoffLogger } from "./admin-audit";
+import { ZoneEventStreams } from "./zone-events-stream";
+
+export interface AuditHooks {
+  adminAudit: AdminAuditHandoff;
+  zoneStreams: ZoneEventStreams;
+}
+
+export function startAuditHooks(redis: Redis, broker: ServiceBroker, logger: HandoffLogger): AuditHooks {
+  const cfg = config();
+  return {
+    adminAudit: new AdminAuditHandoff(redis, adminAuditStream(), cfg.streamsHmacKeys[0] ?? null, logger),
+    zoneStreams: new ZoneEventStreams(redis, ZONE_EVENTS_STREAM, cfg.streamsHmacKeys, broker, { heartbeatMs: cfg.audit.sseHeartbeatMs, maxBufferBytes: cfg.audit.sseClientBufferBytes }, logger),
+  };
+}
+
+/** Writes what is queued (bounded wait) and ends the live streams. */
+export async function stopAuditHooks(hooks: Partial<AuditHooks>): Promise<void> {
+  await hooks.adminAudit?.drain();
+  hooks.adminAudit?.stop();
+  await hooks.zoneStreams?.stop();
+}
+
+/** The moleculer-web alias of a raw route: the api service method named by the route table. */
+export const rawAlias = (method: string) =>
+  function (this: Record<string, (req: IncomingMessage, res: ServerResponse) => unknown>, req: IncomingMessage, res: ServerResponse) {
+    return this[method]!(req, res);
+  };
+
+/** GET /v1/zones/:zoneId/events/stream, after the v1 route's admission (auth and gates) ran. */
+export function serveZoneEventStream(hooks: AuditHooks, req: IncomingMessage & { $params?: { params?: Record<string, string> } }, res: ServerResponse, fail: (err: unknown) => void): void {
+  const zoneId = req.$params?.params?.zoneId ?? "";
+  if (!PATH_ID_PATTERN.test(zoneId)) return fail(new AppError(400, "invalid_params", "A path parameter is malformed", { issues: [{ path: ["zoneId"], message: "must match ^[A-Za-z0-9_.\\-:]{1,128}$" }] }));
+  hooks.zoneStreams.serve(req, res, zoneId).catch((err) => (res.headersSent ? res.end() : fail(err)));
+}
