@@ -210,48 +210,65 @@ export async function ingestAdminRecords(svc: AuditService, entries: StreamEntry
  * Appends records to one chain, in order. Writers of a chain take its head's lock, so two audit instances
  * never interleave; the unique (chain, sequence) index is the last word, so even a writer that lost its
  * lock cannot fork the chain: it meets the row that took its number and continues after it. A record
- * stored before (a redelivery) is skipped.
+ * stored before (a redelivery) is skipped. The batch goes in as one ordered insert; only after a
+ * duplicate does it continue record by record.
  */
 export async function appendToChain(svc: AuditService, chainKey: string, records: AdminAuditRecord[]): Promise<void> {
   const Rows = svc.models.AdminAudit;
   const Heads = svc.models.ChainHead;
   await svc.locked(Heads, chainKey, async () => {
     const stored = await Heads.findById(chainKey).lean();
-    let head = { seq: stored?.seq ?? 0, hash: stored?.hash ?? null };
-    let moved = false;
-    for (const r of records) {
-      if (await Rows.findById(r.id, { _id: 1 }).lean()) continue;
-      for (let attempt = 0; ; attempt++) {
-        const seq = head.seq + 1;
+    const start = { seq: stored?.seq ?? 0, hash: stored?.hash ?? null };
+    let head = start;
+    const link = async (batch: AdminAuditRecord[], from: typeof head): Promise<AdminAuditDoc[]> => {
+      const listed = await svc.listFields("AdminAudit", chainKey, batch.map((r) => new Date(r.occurred_at)));
+      let prev = from;
+      return batch.map((r, i) => {
         const content = adminContentHash(r);
-        const [listed] = await svc.listFields("AdminAudit", chainKey, [new Date(r.occurred_at)]);
         const row: AdminAuditDoc = {
           _id: r.id, request_id: r.request_id, actor_id: r.actor_id, actor_name: r.actor_name, actor_scope: r.actor_scope,
           action: r.action, method: r.method, path: r.path, zone_id: r.zone_id, entity_type: r.entity_type, entity_id: r.entity_id,
           status_code: r.status_code, payload: r.payload, occurred_at: new Date(r.occurred_at),
-          chain_key: chainKey, chain_seq: seq, content_sha256: content, prev_content_sha256: head.hash,
-          chain_hmac: svc.auditKey.length ? chainHmac(svc.auditKey, content, head.hash) : null,
-          ...listed!,
+          chain_key: chainKey, chain_seq: prev.seq + 1, content_sha256: content, prev_content_sha256: prev.hash,
+          chain_hmac: chainHmac(svc.auditKey, content, prev.hash),
+          ...listed[i]!,
         };
+        prev = { seq: row.chain_seq, hash: content };
+        return row;
+      });
+    };
+    let rest = records;
+    const rows = await link(rest, head);
+    try {
+      await Rows.collection.insertMany(rows as any[], { ordered: true });
+      head = { seq: rows[rows.length - 1]!.chain_seq, hash: rows[rows.length - 1]!.content_sha256 };
+      rest = [];
+    } catch (err) {
+      const first = (err as { writeErrors?: { index: number }[] | { index: number } }).writeErrors;
+      const at = Array.isArray(first) ? first[0]?.index : first?.index;
+      if (!isDuplicateKey(err) || at === undefined) throw err;
+      if (at > 0) head = { seq: rows[at - 1]!.chain_seq, hash: rows[at - 1]!.content_sha256 };
+      rest = records.slice(at);
+    }
+    for (const r of rest) {
+      for (let attempt = 0; ; attempt++) {
+        if (await Rows.findById(r.id, { _id: 1 }).lean()) break;
+        const [row] = await link([r], head);
         try {
           await Rows.collection.insertOne(row as any);
-          head = { seq, hash: content };
-          moved = true;
+          head = { seq: row!.chain_seq, hash: row!.content_sha256 };
           break;
         } catch (err) {
           if (!isDuplicateKey(err) || attempt > 1000) throw err;
-          if (await Rows.findById(r.id, { _id: 1 }).lean()) break;
           // The number is taken: a row written after the head was last saved (a writer that died between
           // its rows and its head). Continue the chain after it.
-          const taken = await Rows.findOne({ chain_key: chainKey, chain_seq: seq }, { content_sha256: 1 }).lean();
-          if (!taken) throw err;
-          head = { seq, hash: taken.content_sha256 };
-          moved = true;
+          const taken = await Rows.findOne({ chain_key: chainKey, chain_seq: row!.chain_seq }, { content_sha256: 1 }).lean();
+          if (taken) head = { seq: row!.chain_seq, hash: taken.content_sha256 };
         }
       }
     }
-    if (moved) await Heads.updateOne({ _id: chainKey }, { $set: { seq: head.seq, hash: head.hash, updated_at: new Date() } }, { upsert: true });
-  }, );
+    if (head.seq !== start.seq) await Heads.updateOne({ _id: chainKey }, { $set: { seq: head.seq, hash: head.hash, updated_at: new Date() } }, { upsert: true });
+  });
 }
 
 export interface ChainCheck {

@@ -221,7 +221,7 @@ describe("ingest (§1.2, case 32)", () => {
       const hit = rows.map(([, f]) => Object.fromEntries(f.flatMap((_, i) => (i % 2 ? [] : [[f[i], f[i + 1]]])))).find((f) => f.src_id === eventId);
       return hit as Record<string, string> | undefined;
     }, 10_000);
-  const dlqTop = async () => ((await redis.xrevrange(`${AUDIT_STREAM}.dlq`, "+", "-", "COUNT", 1)) as [string][])[0]?.[0] ?? "0-0";
+  const dlqTop = async () => ((await redis.xrevrange(`${AUDIT_STREAM}.dlq`, "+", "-", "COUNT", 1)) as unknown as [string][])[0]?.[0] ?? "0-0";
   const group = () => `audit-ingestor.${c.namespace}`;
   const pendingOf = async (entryId: string) => ((await redis.xpending(AUDIT_STREAM, group(), entryId, entryId, 10)) as unknown[]).length;
 
@@ -304,7 +304,7 @@ describe("ingest (§1.2, case 32)", () => {
       const rows = await waitForAudit(c, z, n);
       expect(rows).toHaveLength(n);
       expect(new Set(rows.map((r) => r.id)).size).toBe(n);
-      const stats = await Promise.all([c.brokers.audit!, second].map((b) => b.call<any>("audit.ingestStats", {}, { nodeID: b.nodeID })));
+      const stats = await Promise.all([c.brokers.audit!, second].map((b) => b.call("audit.ingestStats", {}, { nodeID: b.nodeID }) as Promise<any>));
       for (const s of stats) expect(s.decisions.acked).toBeGreaterThan(0);
     } finally {
       await second.stop();
