@@ -6,7 +6,8 @@
 // totally ordered, so a client that reconnects with `Last-Event-ID` gets exactly the entries after it:
 // the gateway reads them back with XRANGE while new ones queue for that client, then sends the queue,
 // skipping anything at or before the last id sent — no gap, no duplicate. When the stream has already
-// trimmed past the resume point, the older part comes from the audit service's stored feed.
+// trimmed past the resume point (Redis 7 counts the entries ever added), the older part comes from the
+// audit service's stored feed.
 // A client whose socket cannot keep up (more than the buffer limit unsent) is disconnected; it resumes
 // from its last id. Redis going away only pauses the reader: it retries and continues from its last id.
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -131,13 +132,13 @@ export class ZoneEventStreams {
 
   /** Entries after `from`: the stored feed for what the stream no longer holds, then the stream itself. */
   private async catchUp(client: Client, from: string): Promise<void> {
-    const first = (await this.redis.xrange(this.stream, "-", "+", "COUNT", 1)) as [string, string[]][];
-    const firstId = first[0]?.[0];
-    if (firstId && compareStreamIds(firstId, from) > 0) {
-      // Trimmed since: what the audit service stored, up to where the stream starts.
+    const keptFrom = await this.firstKeptId();
+    if (keptFrom !== undefined && (keptFrom === null || compareStreamIds(keptFrom, from) > 0)) {
+      // Trimmed since: what the audit service stored, up to where the stream starts (all of it if empty).
+      const dropped = (e: ZoneEvent) => keptFrom === null || compareStreamIds(e.stream_id, keptFrom) < 0;
       for (let guard = 0; guard < 100 && !client.closed; guard++) {
         const rows = await this.broker.call<ZoneEvent[], { zone_id: string; after: string; limit: number }>("audit.zoneEventsAfter", { zone_id: client.zoneId, after: client.lastSent ?? from, limit: 500 });
-        const older = rows.filter((e) => compareStreamIds(e.stream_id, firstId) < 0);
+        const older = rows.filter(dropped);
         for (const e of older) this.send(client, e.stream_id, e);
         if (older.length < rows.length || rows.length < 500) break;
       }
@@ -152,6 +153,24 @@ export class ZoneEventStreams {
       if (batch.length < READ_COUNT) break;
       cursor = `(${batch[batch.length - 1]![0]}`;
     }
+  }
+
+  /**
+   * Where the stream's retained part begins when it has dropped entries (trimmed by MAXLEN): the first id
+   * it still holds, or null when it holds none. Undefined when it never dropped any.
+   */
+  private async firstKeptId(): Promise<string | null | undefined> {
+    let info: unknown[];
+    try {
+      info = (await this.redis.xinfo("STREAM", this.stream)) as unknown[];
+    } catch {
+      return undefined;
+    }
+    const f: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < info.length; i += 2) f[String(info[i])] = info[i + 1];
+    if (!(Number(f["entries-added"]) > Number(f.length))) return undefined;
+    const first = f["first-entry"] as [string, string[]] | null;
+    return first ? first[0] : null;
   }
 
   private deliver(client: Client, id: string, event: ZoneEvent): void {
