@@ -6,7 +6,7 @@ import { startCluster, eventually, TEST_STREAMS_KEY, type Cluster } from "../hel
 import { buildRecord } from "../../gateway/admin-audit";
 import { adminAuditStream } from "../../shared/admin-audit";
 import { sign } from "../../shared/signing";
-import { testRedis } from "./helpers";
+import { replaceAudit, testRedis } from "./helpers";
 
 let c: Cluster;
 let db: mongoose.Connection;
@@ -202,13 +202,7 @@ describe("the hand-off (durable while the audit service is down)", () => {
     expect(await gateway.adminAudit.drain()).toBe(true);
     expect(await redis.xlen(adminAuditStream(c.namespace))).toBeGreaterThanOrEqual(6);
 
-    const { brokerOptions } = await import("../../shared/broker");
-    const { PROCESSES } = await import("../../deploy/local/services");
-    const fresh = new ServiceBroker(brokerOptions({ nodeID: `audit-back-${c.namespace}` }));
-    for (const schema of await PROCESSES.audit!()) fresh.createService(schema);
-    await fresh.start();
-    c.brokers.audit = fresh;
-    await c.brokers.gateway!.waitForServices(["audit"], 20_000);
+    await replaceAudit(c);
 
     const rows = await adminRows(z, 7);
     expect(rows.map((r) => r.request_id).slice(0, 6).reverse()).toEqual(ids);
