@@ -7,7 +7,7 @@ import { checkQuery, COMMON_RULES, type Rule } from "./query";
 import { AUDIT_EXPORT_FIELDS, AUDIT_METADATA_FIELDS, csvHeaders, csvStream, project } from "./export";
 import { redact } from "./redact";
 import { detailRow, explain, type StoredEvent } from "./explain";
-import type { AuditEventDoc } from "./models/audit-event.model";
+import { requestKey, unpackExtra, type AuditEventDoc } from "./models/audit-event.model";
 import type { AuditService } from "./context";
 
 const RULES: Record<string, Rule> = {
@@ -29,13 +29,13 @@ const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v =
 /** A stored row read back as the event it holds. */
 export function storedEvent(doc: AuditEventDoc): StoredEvent {
   const e = JSON.parse(doc.data) as Record<string, unknown>;
-  const s = (v: unknown) => (v === undefined ? null : (v as string | null));
+  const s = (v: unknown) => (typeof v === "string" ? v : null);
   return {
     id: doc._id,
-    zone_id: doc.zone_id,
-    event_type: doc.event_type,
-    request_id: doc.request_id,
-    decision: doc.decision,
+    zone_id: String(e.zone_id),
+    event_type: s(e.event_type),
+    request_id: s(e.request_id),
+    decision: s(e.decision),
     evaluation_status: s(e.evaluation_status),
     policy_set_id: s(e.policy_set_id),
     policy_set_version_id: s(e.policy_set_version_id),
@@ -44,7 +44,7 @@ export function storedEvent(doc: AuditEventDoc): StoredEvent {
     diagnostics_json: e.diagnostics_json ?? null,
     metadata_json: isObject(e.metadata_json) ? e.metadata_json : null,
     occurred_at: new Date(doc.occurred_at).toISOString(),
-    ingested_at: new Date(doc.ingested_at).toISOString(),
+    ingested_at: unpackExtra(doc.x).ingestedAt.toISOString(),
   };
 }
 
@@ -69,7 +69,7 @@ function exportRow(e: StoredEvent): Record<string, unknown> {
 }
 
 async function eventsOfRequest(svc: AuditService, zoneId: string, requestId: string): Promise<StoredEvent[]> {
-  const docs = await svc.models.AuditEvent.find({ request_id: requestId, zone_id: zoneId }).lean<AuditEventDoc[]>();
+  const docs = await svc.models.AuditEvent.find({ rk: requestKey(zoneId, requestId) }).lean<AuditEventDoc[]>();
   if (!docs.length) throw notFound("request_not_found", "no audit events for this request");
   return docs.map(storedEvent).sort((a, b) => Date.parse(a.occurred_at) - Date.parse(b.occurred_at) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
@@ -82,7 +82,8 @@ export const decisionActions = {
       const q = checkQuery(ctx.params.query, RULES, AUDIT_EXPORT_FIELDS, FILTERS);
       const v = q.values;
       const where: Record<string, string> = {};
-      for (const k of ["request_id", "decision", "event_type", "application_id", "agent_session_id", "session_id"]) if (v[k] !== undefined) where[k] = v[k]!;
+      if (v.request_id !== undefined) where.rk = requestKey(zoneId, v.request_id);
+      for (const k of ["decision", "event_type", "application_id", "agent_session_id", "session_id"]) if (v[k] !== undefined) where[k] = v[k]!;
       if (v.label !== undefined) where.labels = v.label;
       const page = await this.listRows<AuditEventDoc>("AuditEvent", zoneId, q.list, { where, tsField: "occurred_at", window: { since: q.since, until: q.until } });
       if (q.format === "csv") {

@@ -12,7 +12,7 @@ import { verify as verifySig, type SigningKey } from "../../shared/signing";
 import { ZONE_EVENTS_STREAM } from "../../shared/mixins/outbox.mixin";
 import { adminContentHash, auditEntrySigValid, chainHmac, decisionContentHash, unixNanos, type DecisionEvent } from "./hashes";
 import { GLOBAL_CHAIN, type AdminAuditDoc } from "./models/admin-audit.model";
-import type { AuditEventDoc } from "./models/audit-event.model";
+import { packExtra, requestKey, unpackExtra, type AuditEventDoc } from "./models/audit-event.model";
 import type { ZoneEventDoc } from "./models/zone-event.model";
 import type { AuditService } from "./context";
 
@@ -50,28 +50,22 @@ export function parseDecision(data: string): ParsedDecision {
 }
 
 /** The stored row: filter fields lifted out of the event, the event kept as the exact text signed. */
-export function decisionRow(p: Extract<ParsedDecision, { ok: true }>, data: string, sig: string | null, ingestedAt: Date): Omit<AuditEventDoc, "_seq" | "_bucket"> {
+export function decisionRow(p: Extract<ParsedDecision, { ok: true }>, data: string, sig: string | null, ingestedAt: Date, bucket: string): AuditEventDoc {
   const e = p.event;
   const meta = isObject(e.metadata_json) ? e.metadata_json : {};
-  const row: Omit<AuditEventDoc, "_seq" | "_bucket"> = {
-    _id: e.id,
-    zone_id: e.zone_id,
-    event_type: str(e.event_type),
-    request_id: str(e.request_id),
-    decision: str(e.decision),
-    occurred_at: p.occurredAt,
-    ingested_at: ingestedAt,
-    content_sha256: p.hash,
-    sig,
-    data,
-  };
+  // Absent fields are left out (each stored field costs on every read), not stored as null.
+  const row: AuditEventDoc = { _id: e.id, _bucket: bucket, occurred_at: p.occurredAt, data, x: packExtra({ ingestedAt, sha256: p.hash, sig: sig ?? "" }) };
+  const requestId = str(e.request_id);
+  if (requestId !== null) row.rk = requestKey(e.zone_id, requestId);
+  for (const k of ["event_type", "decision"] as const) if (typeof e[k] === "string") row[k] = e[k] as string;
   for (const k of ["application_id", "agent_session_id", "session_id"] as const) if (typeof meta[k] === "string") row[k] = meta[k] as string;
-  if (Array.isArray(meta.agent_labels)) row.labels = meta.agent_labels.filter((l): l is string => typeof l === "string");
+  const labels = Array.isArray(meta.agent_labels) ? meta.agent_labels.filter((l): l is string => typeof l === "string") : [];
+  if (labels.length) row.labels = labels;
   return row;
 }
 
 /** Inserts all, skipping ids already stored: the indexes of the duplicates. Any other failure throws. */
-export async function insertNew(model: Model<any>, docs: Record<string, unknown>[]): Promise<Set<number>> {
+export async function insertNew(model: Model<any>, docs: object[]): Promise<Set<number>> {
   if (!docs.length) return new Set();
   try {
     await model.collection.insertMany(docs as any[], { ordered: false });
@@ -83,6 +77,9 @@ export async function insertNew(model: Model<any>, docs: Record<string, unknown>
     return new Set(errors.map((w) => w.index));
   }
 }
+
+/** Zone batches larger than this are inserted as two halves at once. */
+const INSERT_SPLIT = 200;
 
 export async function ingestDecisions(svc: AuditService, entries: StreamEntry[]): Promise<Outcome[]> {
   const outcomes: Outcome[] = entries.map(() => "ack");
@@ -98,28 +95,33 @@ export async function ingestDecisions(svc: AuditService, entries: StreamEntry[])
   });
   const ingestedAt = new Date();
   const model = svc.models.AuditEvent;
-  const inserted: AuditEventDoc[] = [];
+  const inserted: { zoneId: string; decision: string | undefined; at: Date }[] = [];
   await Promise.all(
     [...byZone].map(async ([zoneId, items]) => {
       const listed = await svc.listFields("AuditEvent", zoneId, items.map((x) => x.p.occurredAt));
-      const docs = items.map((x, k) => ({ ...decisionRow(x.p, x.entry.fields.data!, x.entry.fields.sig ?? null, ingestedAt), ...listed[k]! }));
-      const duplicates = await insertNew(model, docs);
+      const docs = items.map((x, k) => decisionRow(x.p, x.entry.fields.data!, x.entry.fields.sig ?? null, ingestedAt, listed[k]!._bucket));
+      // Two inserts in flight: the store works on one while the other travels (measured ~1.3x at 1,000).
+      const half = docs.length > INSERT_SPLIT ? Math.ceil(docs.length / 2) : docs.length;
+      const parts = await Promise.all([insertNew(model, docs.slice(0, half)), insertNew(model, docs.slice(half))]);
+      const duplicates = new Set([...parts[0], ...[...parts[1]].map((k) => k + half)]);
       for (let k = 0; k < docs.length; k++) {
+        const hash = items[k]!.p.hash;
         if (!duplicates.has(k)) {
-          inserted.push(docs[k]!);
+          inserted.push({ zoneId, decision: docs[k]!.decision, at: docs[k]!.occurred_at });
           continue;
         }
         // Stored before: the same content is a redelivery (ack); other content under that id is tampering.
-        const stored = await model.findById(docs[k]!._id, { content_sha256: 1 }).lean();
+        const stored = await model.findById(docs[k]!._id, { x: 1 }).lean();
         if (!stored) throw new Error(`event ${docs[k]!._id} reported duplicate but not found`);
-        if (stored.content_sha256 === docs[k]!.content_sha256) continue;
+        const storedHash = unpackExtra(stored.x).sha256;
+        if (storedHash === hash) continue;
         await svc.models.IngestAlert.collection.insertOne({
           _id: newId() as any,
           kind: "content_mismatch_on_replay",
           event_id: docs[k]!._id,
           zone_id: zoneId,
-          stored_sha256: stored.content_sha256,
-          received_sha256: docs[k]!.content_sha256,
+          stored_sha256: storedHash,
+          received_sha256: hash,
           stream_entry_id: items[k]!.entry.id,
           created_at: new Date(),
         });
@@ -142,15 +144,15 @@ const decisionsKey = (svc: AuditService, zoneId: string, hour: number) => `${svc
  * Allowed/denied counts per zone and minute in Redis, added once per stored event: the overview's last
  * 24 hours without reading the events (at a million rows a zone, counting them would decode them all).
  */
-async function countDecisions(svc: AuditService, rows: AuditEventDoc[]): Promise<void> {
+async function countDecisions(svc: AuditService, rows: { zoneId: string; decision: string | undefined; at: Date }[]): Promise<void> {
   const since = Date.now() - DAY_MS - HOUR_MS;
   const tx = svc.redis.pipeline();
   let any = false;
   for (const r of rows) {
-    if ((r.decision !== "allow" && r.decision !== "deny") || r.occurred_at.getTime() < since) continue;
-    const t = r.occurred_at.getTime();
+    if ((r.decision !== "allow" && r.decision !== "deny") || r.at.getTime() < since) continue;
+    const t = r.at.getTime();
     const hour = Math.floor(t / HOUR_MS);
-    const key = decisionsKey(svc, r.zone_id, hour);
+    const key = decisionsKey(svc, r.zoneId, hour);
     tx.hincrby(key, `${Math.floor((t % HOUR_MS) / 60_000)}:${r.decision}`, 1).pexpire(key, DAY_MS + 2 * HOUR_MS);
     any = true;
   }

@@ -110,6 +110,8 @@ export class ListSequence {
     /** The listed collection: sequences and marks are per collection and scope. */
     private readonly list: string,
     private readonly keyPrefix: string,
+    /** Rows per bucket; fixed for the life of a list (it decides every row's bucket). */
+    private readonly bucketSize: number = BUCKET_SIZE,
   ) {
     if (!(redis as any).listSeqNext) redis.defineCommand("listSeqNext", { numberOfKeys: 1, lua: NEXT });
   }
@@ -144,7 +146,7 @@ export class ListSequence {
     const ranges = new Map<number, { min: number; max: number }>();
     timestamps.forEach((ts, i) => {
       const seq = first + i;
-      const bucket = Math.floor(seq / BUCKET_SIZE);
+      const bucket = Math.floor(seq / this.bucketSize);
       fields.push({ _seq: seq, _bucket: `${scope}:${bucket}` });
       const t = ms(ts);
       const r = ranges.get(bucket);
@@ -175,7 +177,7 @@ export class ListSequence {
         const top = await this.highestMarkedBucket(scope);
         // The next number opens a fresh bucket: a bucket that was open when the counter was lost keeps
         // the rows it had, and no bucket ever takes more than BUCKET_SIZE after a recovery.
-        const next = top < 0 ? -1 : (top + 1) * BUCKET_SIZE - 1;
+        const next = top < 0 ? -1 : (top + 1) * this.bucketSize - 1;
         await this.redis.set(this.key(scope), String(next), "NX");
       })().finally(() => this.recovering.delete(scope));
       this.recovering.set(scope, running);
@@ -310,7 +312,7 @@ export class ListSequence {
     const top = await this.top(scope);
     const result: ListRowsResult<R> = { rows: [], decoded: 0, buckets: 0 };
     if (top < 0) return result;
-    const topBucket = Math.floor(top / BUCKET_SIZE);
+    const topBucket = Math.floor(top / this.bucketSize);
     const marks = await this.marksOf(scope, topBucket);
     const upper = Math.min(after ? ms(after.ts) : Infinity, opts.window?.until !== undefined ? ms(opts.window.until) - 0 : Infinity);
     const lower = opts.window?.since !== undefined ? ms(opts.window.since) : -Infinity;
@@ -353,8 +355,12 @@ export class ListSequence {
       while (k < pool.length && ms(pool[k]![tsField]) > bound) k++;
       result.rows.push(...pool.splice(0, k));
       // Filters that select little: read as many buckets at a time as the yield so far suggests (up to 4).
-      const perBucket = (result.rows.length + pool.length) / result.buckets;
-      batch = Math.max(1, Math.min(4, Math.ceil((limit + 1 - result.rows.length) / Math.max(perBucket, 1))));
+      // Without a filter a full bucket holds more than a page; a low yield so far only means the buckets
+      // read were partial (the newest one filling, the one the cursor cuts), so one at a time.
+      if (Object.keys(opts.where ?? {}).length || opts.match) {
+        const perBucket = (result.rows.length + pool.length) / result.buckets;
+        batch = Math.max(1, Math.min(4, Math.ceil((limit + 1 - result.rows.length) / Math.max(perBucket, 1))));
+      }
     }
     if (result.rows.length > limit + 1) result.rows.length = limit + 1;
     if (result.rows.length <= limit && i < candidates.length) {
