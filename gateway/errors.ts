@@ -1,5 +1,6 @@
 // Shapes every failure into the envelope {error, error_description, details?, request_id}.
 import type { Issue } from "../shared/errors";
+import { fieldPath } from "../shared/validation";
 
 export interface Envelope {
   status: number;
@@ -25,12 +26,12 @@ function fromValidation(data: unknown, bodyError: string | undefined): { code: s
   const issues: Issue[] = [];
   let where: "params" | "query" | "body" = "body";
   for (const item of items) {
-    const segments = String(item.field ?? "").split(".").filter(Boolean);
+    const segments = fieldPath(item.field);
     const head = segments[0];
     if (head === "params") where = "params";
     else if (head === "query" && where !== "params") where = "query";
     const path = head === "params" || head === "query" || head === "body" ? segments.slice(1) : segments;
-    issues.push({ path: path.map((p) => (/^\d+$/.test(p) ? Number(p) : p)), message: String(item.message ?? "invalid").replace(/'(params|query|body)\./g, "'") });
+    issues.push({ path, message: String(item.message ?? "invalid").replace(/'(params|query|body)\./g, "'") });
   }
   const code = where === "params" ? "invalid_params" : where === "query" ? "invalid_query" : bodyError ?? "invalid_body";
   return { code, issues: where === "body" ? issues : issues.filter(() => true) };
