@@ -28,6 +28,7 @@ const exampleZone: ZoneDoc = {
   created_at: new Date("2026-07-02T10:00:00.123Z"),
   updated_at: new Date("2026-07-02T10:00:00.123Z"),
   archived_at: null,
+  archived: false,
 };
 
 export const ZONES_API: ServiceApi = {
