@@ -16,6 +16,8 @@ export interface Config {
   redisUrl: string;
   natsUrl: string;
   namespace: string;
+  /** Put before every Redis stream name (publishing and consuming); empty: the interoperable names. */
+  streamPrefix: string;
   logLevel: string;
   adminToken: string;
   adminTokenGenerated: boolean;
@@ -60,6 +62,13 @@ function hexKey(env: NodeJS.ProcessEnv, name: string, release: boolean, generate
   return Buffer.from(raw, "hex");
 }
 
+/** STREAM_PREFIX: optional, a short run of name characters (it becomes part of every stream key). */
+function streamPrefix(env: NodeJS.ProcessEnv): string {
+  const raw = env.STREAM_PREFIX?.trim() ?? "";
+  if (!/^[A-Za-z0-9_.:-]{0,64}$/.test(raw)) throw new Error(`STREAM_PREFIX must be at most 64 of A-Z a-z 0-9 _ . : -, got "${raw.slice(0, 80)}"`);
+  return raw;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { generatedKeys: string[] } {
   const modeRaw = (env.CARACAL_MODE ?? "stable").trim() || "stable";
   if (!["dev", "rc", "stable"].includes(modeRaw)) throw new Error(`CARACAL_MODE must be dev, rc or stable, got "${modeRaw}"`);
@@ -101,6 +110,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     redisUrl: env.REDIS_URL?.trim() || "redis://127.0.0.1:6379",
     natsUrl: env.NATS_URL?.trim() || "nats://127.0.0.1:4222",
     namespace: env.NAMESPACE?.trim() || "caracal",
+    streamPrefix: streamPrefix(env),
     logLevel: env.LOG_LEVEL?.trim() || "info",
     adminToken,
     adminTokenGenerated,
@@ -139,6 +149,9 @@ export function config(): Config & { generatedKeys: string[] } {
   if (!cached) cached = loadConfig();
   return cached;
 }
+
+/** The Redis stream a logical name (`caracal.zone.events`) is written to and read from: STREAM_PREFIX + name. */
+export const streamName = (logical: string): string => config().streamPrefix + logical;
 
 /** Tests build brokers with their own settings; this drops the memoised value. */
 export function resetConfig(): void {
