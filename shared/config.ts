@@ -32,6 +32,8 @@ export interface Config {
   readyRateLimitPerMin: number;
   outbox: { pollMs: number; batch: number; leaseSec: number; maxAttempts: number; streamMaxLen: number; keepDispatched: number };
   opaBin: string;
+  /** Time limit of one policy decision (evaluation only, not loading). */
+  policyEvalTimeoutMs: number;
   opaUrl: string | null;
   docsEnabled: boolean;
   controlAudience: string;
@@ -133,6 +135,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     },
     opaBin: env.OPA_BIN?.trim() || `${env.HOME ?? "/root"}/.cache/caracal-bin/opa`,
     opaUrl: env.OPA_URL?.trim() || null,
+    policyEvalTimeoutMs: int(env, "POLICY_EVAL_TIMEOUT_MS", 1000, 1),
     docsEnabled: !release && (env.API_ENABLE_DOCS ?? "true").trim() !== "false",
     controlAudience: env.CONTROL_AUDIENCE?.trim() || "caracal-control",
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),

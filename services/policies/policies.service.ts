@@ -62,10 +62,14 @@ interface Methods extends OutboxMethods, MongoMethods {
   buildBundle(manifest: ManifestEntry[]): Promise<{ ok: true; wasm: Buffer } | { ok: false; errors: OpaError[] }>;
   decide(version: PolicySetVersionDoc, input: unknown): Promise<DecisionOutcome>;
   outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined): Promise<OutboxStatus>;
+  warmActiveVersions(): Promise<void>;
 }
 
 const zoneParams = pathParams("zoneId");
 const idParams = pathParams("zoneId", "id");
+
+/** Active versions compiled and loaded at start (each is an `opa build`, so only the most recent few). */
+const WARM_AT_START = 8;
 
 /** How long the decision path trusts a remembered policy set (changes also evict it at once). */
 const LIVE_SET_TTL_MS = 1000;
@@ -90,8 +94,10 @@ const PoliciesService: ServiceSchema<any, Methods> = {
   ],
 
   settings: {
-    /** Time limit of one decision; past it the evaluation fails (never a 5xx from simulate). */
-    evalTimeoutMs: 1000,
+    /**
+     * Time limit of one decision (`evalTimeoutMs`, default POLICY_EVAL_TIMEOUT_MS, 1000 ms); past it the
+     * evaluation fails (never a 5xx from simulate). Booting the evaluator and loading a bundle do not count.
+     */
   },
 
   actions: {
@@ -371,8 +377,10 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         if (res.matchedCount !== 1) throw notFound("version_not_found", "version not found in this policy set");
         this.setChanged(ctx, id);
         await this.outboxKick("PolicySet", id, [invalidate, changed]);
-        // Warm the compiled bundle so the first decision after activation does not pay for the build.
-        void this.compiledBundle(version).catch(() => undefined);
+        // Warm the bundle (built and loaded into the evaluator) so the first decision after activation does not wait.
+        void this.compiledBundle(version)
+          .then((wasm: Buffer) => this.evaluator.preload(version._id, wasm))
+          .catch(() => undefined);
         ctx.meta.$statusCode = 202;
         const q = new URLSearchParams({ version_id: versionId, outbox_id: invalidate.id });
         return {
@@ -662,6 +670,15 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       return { ok: true, decision: out };
     },
 
+    /** At start, the most recently activated versions are compiled and loaded before the first decision asks. */
+    async warmActiveVersions(this: any) {
+      const sets = await this.sets().find({ archived_at: null, active_version_id: { $ne: null } }, { active_version_id: 1 }).sort({ activated_at: -1 }).limit(WARM_AT_START).lean();
+      for (const s of sets as PolicySetDoc[]) {
+        const version = s.active_version_id ? await this.setVersionById(s.active_version_id) : null;
+        if (version) await this.evaluator.preload(version._id, await this.compiledBundle(version));
+      }
+    },
+
     /** The invalidation entry of an activation, read back from the outbox state kept in the set document. */
     async outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined) {
       const expected = { zoneId: set.zone_id, setId: set._id, versionId };
@@ -679,7 +696,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
 
   created(this: any) {
     this.opa = new Opa(this.settings.opaBin ?? config().opaBin);
-    this.evaluator = new Evaluator(this.settings.evalTimeoutMs);
+    this.evaluator = new Evaluator(this.settings.evalTimeoutMs ?? config().policyEvalTimeoutMs);
     this.bundles = new Map<string, Promise<Buffer>>();
     this.contractChecks = new Map<string, string | null>();
     this.setVersionCache = new Map<string, PolicySetVersionDoc>();
@@ -689,6 +706,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
 
   async started(this: any) {
     await this.opa.init();
+    await this.evaluator.warm();
+    void this.warmActiveVersions().catch((err: Error) => this.logger.warn({ err: err.message }, "warming active policy sets failed; they load on first use"));
   },
 
   async stopped(this: any) {
