@@ -1,11 +1,11 @@
 // Publishes outbox entries held in documents to Redis streams, signed, at least once and without duplicates.
 //
-// Finding work: FerretDB v1 pushes only `_id` equality down to its store, so any other query scans the
-// whole collection. The relay therefore never polls the collection; writers leave a hint (the document
-// id in a Redis sorted set scored by when it is due) after their write, and the relay works from the
-// hints. A hint lost to a crash between the write and the hint is recovered by the sweep, which scans
-// once at start and then every few minutes. The events themselves never leave the document until the
-// relay has published them, so no write loses its event.
+// Finding work: writers publish their own entries right after their write and leave a hint (the document
+// id in a Redis sorted set scored by when it is due) for whatever failed; the relay works from the hints,
+// never by polling the collection. A hint lost to a crash between the write and the hint is recovered by
+// the sweep, at start and then every few minutes, which finds open documents by the equality
+// `_outbox_open: true` (pushed down to the store and indexed). The events themselves never leave the
+// document until their publish is recorded in it, so no write loses its event.
 import type { Model } from "mongoose";
 import type Redis from "ioredis";
 import { hostname } from "node:os";
@@ -254,8 +254,9 @@ export class OutboxRelay {
   async sweep(): Promise<void> {
     for (const model of this.models) {
       const k = hintKeys(model);
-      const found = await model.find({ _outbox_next_at: { $exists: true } }, { _outbox_next_at: 1, _outbox_pending: 1, _outbox_pending_since: 1 }).lean();
-      const dead = await model.find({ _outbox_dead: { $gt: 0 } }, { _outbox_dead: 1, _outbox_dead_since: 1 }).lean();
+      // By equality only (pushed down to the store): open and dead documents, never the whole collection.
+      const found = (await model.find({ _outbox_open: true }, { _outbox_next_at: 1, _outbox_pending: 1, _outbox_pending_since: 1 }).lean()).filter((d: any) => d._outbox_next_at);
+      const dead = (await model.find({ _outbox_has_dead: true }, { _outbox_dead: 1, _outbox_dead_since: 1 }).lean()).filter((d: any) => d._outbox_dead > 0);
       // A document whose publish results still wait for the recorder looks pending in the store but is
       // not; the recorder restores its hints (from the document and the results) when it writes it back.
       const awaiting = await this.awaitingRecord(model, (found as any[]).map((d) => String(d._id)));
@@ -460,7 +461,7 @@ export class OutboxRelay {
     const sum = this.summarize(doc, results);
     const done = sum.entries.filter((e) => e.dispatched_at).slice(-this.settings.keepDispatched);
     const kept = sum.entries.filter((e) => !e.dispatched_at || done.includes(e));
-    const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: sum.open.length, _outbox_dead: sum.dead.length };
+    const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: sum.open.length, _outbox_dead: sum.dead.length, _outbox_open: !!sum.nextAt, _outbox_has_dead: sum.dead.length > 0 };
     const unset: Record<string, 1> = {};
     if (sum.nextAt) set._outbox_next_at = sum.nextAt; else unset._outbox_next_at = 1;
     if (sum.pendingSince) set._outbox_pending_since = sum.pendingSince; else unset._outbox_pending_since = 1;
