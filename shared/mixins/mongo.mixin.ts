@@ -74,8 +74,12 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       await this.db.close();
     },
     methods: {
-      locked<T>(this: any, model: Model<any>, id: string, write: () => Promise<T>): Promise<T> {
-        return withDocLock(redisClient(this.settings?.redisUrl ?? config().redisUrl), docLockKey(model, id), write);
+      async locked<T>(this: any, model: Model<any>, id: string, write: () => Promise<T>): Promise<T> {
+        const result = await withDocLock(redisClient(this.settings?.redisUrl ?? config().redisUrl), docLockKey(model, id), write);
+        // After the write: a list page that read the old rows before this point re-reads them next time.
+        const name = listed.find((n) => this.models[n] === model);
+        if (name) await listSequence(this, name).updated();
+        return result;
       },
       listFields(this: any, model: string, scope: string, timestamps: Date[]) {
         return listSequence(this, model).assign(scope, timestamps);
