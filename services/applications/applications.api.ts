@@ -26,7 +26,7 @@ const exampleApp: ApplicationDoc = {
   traits: ["team:payments"],
   expires_at: null,
   created_at: new Date("2026-07-02T10:01:00.000Z"),
-  archived_at: null,
+  archived_at: null, archived: false,
   secret_hash: null,
 };
 const exampleSecret = "cs_3q2-7wEXAMPLEonlyEXAMPLEonlyEXAMPLEonly0";

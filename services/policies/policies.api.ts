@@ -57,7 +57,7 @@ const at = new Date("2026-07-02T10:03:00.000Z");
 const templateContent = POLICY_TEMPLATES[0]!.content;
 const examplePolicy: PolicyDoc = {
   _id: "0197c3a6-3d4e-7f50-8b62-7c8d9e0f1a2b", zone_id: zoneId, name: "app-bindings", description: null, owner_type: "customer",
-  created_by: "ci", co_authored_by_operator: false, created_at: at, archived_at: null, version_ids: [],
+  created_by: "ci", co_authored_by_operator: false, created_at: at, archived_at: null, archived: false, version_ids: [],
 };
 const exampleVersion: PolicyVersionDoc = {
   _id: "0197c3a6-3d4e-7f50-8b62-7c8d9e0f1a2c", policy_id: examplePolicy._id, zone_id: zoneId, version: 1, content: templateContent,
@@ -65,7 +65,7 @@ const exampleVersion: PolicyVersionDoc = {
 };
 const exampleSet: PolicySetDoc = {
   _id: "0197c3a7-4e5f-7061-9c73-8d9e0f1a2b3c", zone_id: zoneId, name: "production", description: null, created_by: "ci", co_authored_by_operator: false,
-  created_at: at, archived_at: null, active_version_id: null, shadow_version_id: null, active_slot: "", activated_at: null, version_ids: [],
+  created_at: at, archived_at: null, archived: false, active_version_id: null, shadow_version_id: null, active_slot: "", activated_at: null, version_ids: [],
 };
 const exampleManifest = [{ policy_version_id: exampleVersion._id }];
 const exampleSetVersion: PolicySetVersionDoc = {

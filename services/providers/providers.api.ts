@@ -51,7 +51,7 @@ const exampleProvider: ProviderDoc = {
   secrets_sealed: null,
   created_at: at,
   updated_at: at,
-  archived_at: null,
+  archived_at: null, archived: false,
 };
 const exampleResource: ResourceDoc = {
   _id: "0197c3a5-2c3d-7e4f-9a51-6b7c8d9e0f1a",
@@ -67,7 +67,7 @@ const exampleResource: ResourceDoc = {
   operation_enforcement: "enforced",
   created_at: at,
   updated_at: at,
-  archived_at: null,
+  archived_at: null, archived: false,
 };
 
 const providerRules = ["invalid_provider_identifier", "invalid_provider_config"];

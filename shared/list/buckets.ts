@@ -76,6 +76,14 @@ const PAGE_BUDGET_MS = 1500;
 /** Buckets at most this far below the top are re-read, since their marks may still widen. */
 const OPEN_BUCKETS = 2;
 const MAX_CACHED_MARKS = 2_000_000;
+/**
+ * Rows of closed buckets are kept in memory and reused while the list's update version (a Redis counter
+ * every locked update of a listed document bumps, see MongoMixin.locked) is unchanged: a page then costs
+ * no store read at all. Open buckets (the top few, where inserts land) are always read. Entries expire
+ * after ROW_CACHE_TTL_MS, which bounds what a writer that died between its write and the bump leaves stale.
+ */
+const MAX_CACHED_ROWS = 100_000;
+const ROW_CACHE_TTL_MS = 30_000;
 
 interface CachedMarks {
   /** Marks by bucket number (sparse when a mark is missing). */
@@ -90,6 +98,8 @@ export class ListSequence {
   private readonly cache = new Map<string, CachedMarks>();
   private cachedCount = 0;
   private readonly recovering = new Map<string, Promise<void>>();
+  private readonly rowCache = new Map<string, { version: string; at: number; rows: any[] }>();
+  private cachedRows = 0;
   /** Pending widenings per mark id: merged so that one write carries many inserts. */
   private readonly widen = new Map<string, { min: number; max: number; waiters: { resolve: () => void; reject: (e: unknown) => void }[]; running: boolean }>();
 
@@ -105,6 +115,41 @@ export class ListSequence {
 
   private key(scope: string): string {
     return `${this.keyPrefix}listseq:{${this.list}}:${scope}`;
+  }
+
+  private versionKey(): string {
+    return `${this.keyPrefix}listver:{${this.list}}`;
+  }
+
+  /** Called after every update of an existing listed document: cached bucket rows are stale from now on. */
+  async updated(): Promise<void> {
+    await this.redis.incr(this.versionKey());
+  }
+
+  /** One bucket's rows for this filter: from memory when closed and unchanged, else from the store. */
+  private async bucketRows<R>(model: Model<any>, scope: string, bucket: number, open: boolean, version: string, opts: ListRowsOptions<R>, result: ListRowsResult<R>): Promise<R[]> {
+    const key = `${scope}|${bucket}|${JSON.stringify(opts.where ?? {})}|${JSON.stringify(opts.projection ?? {})}`;
+    const hit = this.rowCache.get(key);
+    if (!open && hit && hit.version === version && Date.now() - hit.at < ROW_CACHE_TTL_MS) {
+      // Refresh its place in the LRU order.
+      this.rowCache.delete(key);
+      this.rowCache.set(key, hit);
+      return hit.rows as R[];
+    }
+    const rows = await model.find({ ...(opts.where ?? {}), _bucket: `${scope}:${bucket}` }, opts.projection ?? {}).lean<R[]>();
+    result.decoded += rows.length;
+    if (!open) {
+      if (hit) this.cachedRows -= hit.rows.length;
+      this.rowCache.delete(key);
+      this.rowCache.set(key, { version, at: Date.now(), rows });
+      this.cachedRows += rows.length;
+      for (const [k, v] of this.rowCache) {
+        if (this.cachedRows <= MAX_CACHED_ROWS) break;
+        this.rowCache.delete(k);
+        this.cachedRows -= v.rows.length;
+      }
+    }
+    return rows;
   }
 
   private markId(scope: string, bucket: number): string {
@@ -283,7 +328,7 @@ export class ListSequence {
    */
   async rows<R extends Record<string, any>>(model: Model<any>, scope: string, limit: number, after: { ts: Date; id: string } | null, opts: ListRowsOptions<R> = {}): Promise<ListRowsResult<R>> {
     const tsField = opts.tsField ?? "created_at";
-    const top = await this.top(scope);
+    const [top, version] = await Promise.all([this.top(scope), this.redis.get(this.versionKey())]);
     const result: ListRowsResult<R> = { rows: [], decoded: 0, buckets: 0 };
     if (top < 0) return result;
     const topBucket = Math.floor(top / BUCKET_SIZE);
@@ -316,9 +361,8 @@ export class ListSequence {
       if (result.buckets >= MAX_BUCKETS_PER_PAGE || (result.buckets > 0 && Date.now() - started > PAGE_BUDGET_MS)) break;
       const now = candidates.slice(i, i + batch);
       i += now.length;
-      const fetched = await Promise.all(now.map((c) => model.find({ ...(opts.where ?? {}), _bucket: `${scope}:${c.bucket}` }, opts.projection ?? {}).lean<R[]>()));
+      const fetched = await Promise.all(now.map((c) => this.bucketRows(model, scope, c.bucket, c.bucket > topBucket - OPEN_BUCKETS, version ?? "0", opts, result)));
       for (const rows of fetched) {
-        result.decoded += rows.length;
         result.buckets++;
         for (const row of rows) if (before(row) && (!opts.match || opts.match(row))) pool.push(row);
       }

@@ -135,6 +135,22 @@ describe("bucketed lists", () => {
     expect(ids).toEqual(expected([...first, ...second]));
   });
 
+  test("closed buckets are read from memory until a listed document is updated; open buckets always from the store", async () => {
+    const base = Date.now() - 40_000_000;
+    const rows = await insert("z-cache", Array.from({ length: 5 * BUCKET_SIZE }, (_, i) => new Date(base + i)));
+    const first = await walk("z-cache", 1000);
+    expect(first.ids).toEqual(expected(rows));
+    const again = await walk("z-cache", 1000);
+    // Only the two open buckets (the top two of five) are read again.
+    expect(again.decoded.reduce((a, b) => a + b, 0)).toBe(2 * BUCKET_SIZE);
+    const oldest = rows[0]!;
+    await Rows.updateOne({ _id: oldest._id }, { $set: { kind: "changed" } });
+    await seq.updated();
+    const page = await seq.rows<Row>(Rows, "z-cache", 2000, null, { tsField: "ts" });
+    expect(page.decoded).toBe(5 * BUCKET_SIZE);
+    expect(page.rows.find((r) => r._id === oldest._id)?.kind).toBe("changed");
+  });
+
   test("concurrent writers share the sequence: no number twice, every row listed once", async () => {
     const base = Date.now() - 30_000_000;
     const batches = await Promise.all(Array.from({ length: 40 }, (_, k) => insert("z-concurrent", Array.from({ length: 10 }, (_, i) => new Date(base + k * 10 + i)))));

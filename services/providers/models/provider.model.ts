@@ -2,6 +2,7 @@
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
 import { J } from "../../../shared/api-doc";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface ProviderDoc {
   _id: string;
@@ -17,6 +18,8 @@ export interface ProviderDoc {
   created_at: Date;
   updated_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
 }
 
 export interface ResourceDoc {
@@ -35,6 +38,8 @@ export interface ResourceDoc {
   created_at: Date;
   updated_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
 }
 
 const base = { versionKey: false, _id: false } as const;
@@ -53,12 +58,14 @@ export const providerSchema = new Schema(
     created_at: Date,
     updated_at: Date,
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     ...outboxFields,
   },
   { ...base, minimize: false },
 );
 providerSchema.index({ active_key: 1 }, { unique: true });
-providerSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(providerSchema, ["archived"]);
 addOutboxIndexes(providerSchema);
 
 export const resourceSchema = new Schema(
@@ -77,12 +84,16 @@ export const resourceSchema = new Schema(
     created_at: Date,
     updated_at: Date,
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     ...outboxFields,
   },
   base,
 );
 resourceSchema.index({ identifier_key: 1 }, { unique: true });
-resourceSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(resourceSchema, ["archived"]);
+// A gateway application's bindings, cleared when the application is archived.
+resourceSchema.index({ zone_id: 1, gateway_application_id: 1 });
 addOutboxIndexes(resourceSchema);
 
 /** One wrapped data key per zone (`_id` = zone id). */
