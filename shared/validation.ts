@@ -129,7 +129,28 @@ export function bodyIssues(schema: { props: Record<string, unknown> } & Record<s
   }
   const res = check!(body);
   if (res === true) return [];
-  return (res as { field?: string; message?: string }[]).map((e) => ({ path: fieldPath(e.field), message: String(e.message ?? "invalid") }));
+  return (res as ValidatorError[]).flatMap((e) => issuesOf(e, fieldPath(e.field)));
+}
+
+/** One fastest-validator finding as it is sent over NATS. */
+export interface ValidatorError {
+  field?: string;
+  message?: string;
+  type?: string;
+  actual?: unknown;
+  expected?: unknown;
+}
+
+/**
+ * The issues of one finding at `path`: an object with unknown keys becomes one issue per key (at the key's
+ * path, naming the allowed ones), so a client sees each field it must drop.
+ */
+export function issuesOf(e: ValidatorError, path: (string | number)[], message = String(e.message ?? "invalid")): Issue[] {
+  if (e.type === "objectStrict" && typeof e.actual === "string" && e.actual) {
+    const allowed = String(e.expected ?? "").replace(/^"|"$/g, "");
+    return e.actual.split(", ").map((key) => ({ path: [...path, key], message: `'${key.slice(0, 64)}' is not a field here${allowed ? `; the fields are: ${allowed}` : ""}.` }));
+  }
+  return [{ path, message }];
 }
 
 /**

@@ -337,6 +337,17 @@ describe("body rules are reported together, with readable messages", () => {
     expect(message).toBe(`The 'kind' field value "nonee" is not one of the allowed values: none, caracal_mandate, oauth2_authorization_code, oauth2_client_credentials, api_key, bearer_token.`);
   });
 
+  test("each unknown key of a strict body is its own issue, naming the fields there are", async () => {
+    const r = await send("zones.create", {}, { name: "x", login_flow: "magic", owner: "me" });
+    expect([r.status, r.body.error]).toEqual([400, "invalid_zone"]);
+    expect(r.body.details.issues).toEqual([
+      { path: ["login_flow"], message: "'login_flow' is not a field here; the fields are: name, slug, dcr_enabled." },
+      { path: ["owner"], message: "'owner' is not a field here; the fields are: name, slug, dcr_enabled." },
+    ]);
+    const app = await send("applications.create", { zoneId: Z }, { name: "x", registration_method: "managed", consent: true });
+    expect(app.body.details.issues).toEqual([{ path: ["consent"], message: expect.stringContaining("'consent' is not a field here") }]);
+  });
+
   test("caps: names, URLs, scopes and provider config are bounded", async () => {
     const long = await send("applications.create", { zoneId: Z }, { name: "a".repeat(201), registration_method: "managed" });
     expect([long.status, long.body.error]).toEqual([400, "invalid_application"]);
