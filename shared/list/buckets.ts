@@ -84,6 +84,8 @@ const MAX_CACHED_MARKS = 2_000_000;
  */
 const MAX_CACHED_ROWS = 100_000;
 const ROW_CACHE_TTL_MS = 30_000;
+/** How far past its newest timestamp a mark's range is written (see flushMark). */
+const PREWIDEN_MS = 200;
 
 interface CachedMarks {
   /** Marks by bucket number (sparse when a mark is missing). */
@@ -98,6 +100,8 @@ export class ListSequence {
   private readonly cache = new Map<string, CachedMarks>();
   private cachedCount = 0;
   private readonly recovering = new Map<string, Promise<void>>();
+  /** Mark ranges this process knows are stored (it wrote or read them): inserts they cover need no write. */
+  private readonly known = new Map<string, { min: number; max: number }>();
   private readonly rowCache = new Map<string, { version: string; at: number; rows: any[] }>();
   private cachedRows = 0;
   /** Pending widenings per mark id: merged so that one write carries many inserts. */
@@ -241,6 +245,9 @@ export class ListSequence {
    */
   private widenMark(scope: string, bucket: number, min: number, max: number): Promise<void> {
     const id = this.markId(scope, bucket);
+    // Already covered by what this process wrote or read: nothing to wait for (ranges only grow).
+    const seen = this.known.get(id);
+    if (seen && seen.min <= min && seen.max >= max) return Promise.resolve();
     return new Promise((resolve, reject) => {
       let w = this.widen.get(id);
       if (!w) {
@@ -255,18 +262,28 @@ export class ListSequence {
     });
   }
 
+  private remember(id: string, min: number, max: number): void {
+    if (this.known.size > 10_000) this.known.clear();
+    this.known.set(id, { min, max });
+  }
+
   private async flushMark(id: string, scope: string): Promise<void> {
     const w = this.widen.get(id)!;
     w.running = true;
     while (w.waiters.length) {
       const waiters = w.waiters.splice(0);
-      const { min, max } = w;
+      // The upper end is written a little ahead: timestamps that follow the clock (created_at) are then
+      // covered for a while without another write. Ranges that overlap by that much cost a page at most
+      // a few more (cached) buckets.
+      const { min } = w;
+      const max = w.max + PREWIDEN_MS;
       try {
         await withDocLock(this.redis, `${this.marks.db.name}:${this.marks.collection.name}:${id}`, async () => {
           const mark = await this.marks.findById(id).lean();
           if (!mark) {
             try {
               await this.marks.create({ _id: id, list: this.listKey(scope), first_at: new Date(), min_ts: new Date(min), max_ts: new Date(max) });
+              this.remember(id, min, max);
               return;
             } catch (err) {
               if ((err as { code?: number }).code !== 11000) throw err;
@@ -275,8 +292,9 @@ export class ListSequence {
           const current = mark ?? (await this.marks.findById(id).lean())!;
           const set: Record<string, Date> = {};
           if (min < ms(current.min_ts)) set.min_ts = new Date(min);
-          if (max > ms(current.max_ts)) set.max_ts = new Date(max);
+          if (w.max > ms(current.max_ts)) set.max_ts = new Date(max);
           if (Object.keys(set).length) await this.marks.updateOne({ _id: id }, { $set: set });
+          this.remember(id, Math.min(min, ms(current.min_ts)), Math.max(set.max_ts ? max : 0, ms(current.max_ts)));
         });
         for (const x of waiters) x.resolve();
       } catch (err) {

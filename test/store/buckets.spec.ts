@@ -85,12 +85,14 @@ afterAll(async () => {
 });
 
 describe("bucketed lists", () => {
-  test("in-order rows: pages give exactly the sorted rows, each page reads at most two buckets", async () => {
+  test("in-order rows: pages give exactly the sorted rows, each page reads at most three buckets", async () => {
     const base = Date.now() - 1_000_000;
     const rows = await insert("z-inorder", Array.from({ length: 1000 }, (_, i) => new Date(base + i * 10)));
     const { ids, decoded } = await walk("z-inorder", 50);
     expect(ids).toEqual(expected(rows));
-    expect(Math.max(...decoded)).toBeLessThanOrEqual(2 * BUCKET_SIZE);
+    // A page's rows span at most two buckets; a bucket's range is written 200 ms past its newest row, so at
+    // a boundary the walk may read one more to know no later row hides there.
+    expect(Math.max(...decoded)).toBeLessThanOrEqual(3 * BUCKET_SIZE);
   });
 
   test("timestamps out of arrival order (late events) still come back in exact (ts, id) order", async () => {
