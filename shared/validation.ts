@@ -106,9 +106,14 @@ export function jsonObject(maxBytes: number, extra: Rule = {}) {
     type: "object",
     maxBytes,
     custom(value: unknown, errors: Record<string, unknown>[]) {
-      if (value && typeof value === "object" && Buffer.byteLength(JSON.stringify(value)) > maxBytes) {
-        errors.push({ type: "objectMaxBytes", actual: "too large", expected: maxBytes, message: `The '{field}' field must be at most ${maxBytes} bytes as JSON.` });
+      if (!value || typeof value !== "object") return value;
+      let bytes: number;
+      try {
+        bytes = Buffer.byteLength(JSON.stringify(value));
+      } catch {
+        bytes = Infinity; // nested too deep to serialize: certainly over any cap
       }
+      if (bytes > maxBytes) errors.push({ type: "objectMaxBytes", actual: "too large", expected: maxBytes, message: `The '{field}' field must be at most ${maxBytes} bytes as JSON.` });
       return value;
     },
     ...extra,
