@@ -191,6 +191,16 @@ main()
   .finally(async () => {
     stopAll();
     await redis.xgroup("DESTROY", AUDIT_STREAM, GROUP).catch(() => undefined);
+    if (process.env.BENCH_KEEP_DB !== "1") {
+      // The run's list sequences and counters (keys are prefixed with its database name).
+      const keys: string[] = [];
+      for (let cursor = "0"; ; ) {
+        const [next, found] = await redis.scan(cursor, "MATCH", `bench_audit_${suffix}:*`, "COUNT", 1000);
+        keys.push(...found);
+        if ((cursor = next) === "0") break;
+      }
+      for (let i = 0; i < keys.length; i += 500) await redis.del(...keys.slice(i, i + 500));
+    }
     redis.disconnect();
     if (process.env.BENCH_KEEP_DB !== "1") {
       const conn = await mongoose.createConnection(mongoUrl).asPromise().catch(() => null);
