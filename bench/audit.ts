@@ -8,7 +8,7 @@
 // Rows are seeded through the same stream and ingest. Loads are bounded: the producer keeps at most
 // BACKLOG entries undelivered, and stops at the row count. Everything started here is stopped by PID.
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import Redis from "ioredis";
 import mongoose from "mongoose";
@@ -23,7 +23,9 @@ const SAMPLES = Number(process.env.BENCH_AUDIT_SAMPLES ?? 40);
 const BACKLOG = 20_000;
 /** Seeded rows span this much time, oldest first (with a minute of jitter, as late events do). */
 const SPAN_MS = 30 * 86_400_000;
-const suffix = randomBytes(3).toString("hex");
+/** BENCH_REUSE=<suffix> measures the lists of a run kept with BENCH_KEEP_DB=1 (no ingest, no seeding). */
+const REUSE = process.env.BENCH_REUSE ?? "";
+const suffix = REUSE || randomBytes(3).toString("hex");
 const namespace = `bench${suffix}`;
 const mongoUrl = (() => {
   const u = new URL(process.env.MONGO_URL ?? "mongodb://127.0.0.1:27017/caracal");
@@ -31,7 +33,8 @@ const mongoUrl = (() => {
   return u.toString();
 })();
 const token = "cat_" + randomBytes(32).toString("base64url");
-const auditKey = randomBytes(32);
+// A kept run's key is derived from its suffix, so a reuse run verifies the same entries.
+const auditKey = Buffer.from(createHash("sha256").update(`bench-audit-key-${suffix}`).digest());
 const env = {
   ...process.env,
   CARACAL_MODE: "dev",
@@ -47,8 +50,11 @@ const env = {
   API_V1_ACTOR_RATE_LIMIT_PER_MIN: "0",
   READY_RATE_LIMIT_PER_MIN: "0",
   READY_SERVICES: "audit",
+  // Streams of its own: nothing else reads or writes them.
+  STREAM_PREFIX: `${namespace}:`,
 };
-const GROUP = `audit-ingestor.${namespace}`;
+const GROUP = "audit-ingestor";
+const STREAM = `${namespace}:${AUDIT_STREAM}`;
 
 const children: { name: string; proc: ChildProcess }[] = [];
 function launch(name: string, process: string): void {
@@ -75,7 +81,7 @@ async function waitFor(check: () => Promise<boolean>, ms: number, what: string):
 
 /** Entries of our group not yet delivered (lag) plus delivered but not acknowledged (pending). */
 async function backlog(): Promise<number> {
-  const groups = (await redis.xinfo("GROUPS", AUDIT_STREAM)) as unknown[][];
+  const groups = (await redis.xinfo("GROUPS", STREAM)) as unknown[][];
   for (const g of groups) {
     const f: Record<string, unknown> = {};
     for (let i = 0; i + 1 < g.length; i += 2) f[String(g[i])] = g[i + 1];
@@ -98,7 +104,7 @@ async function ingest(zone: string, from: number, count: number, at: (i: number)
     const tx = redis.pipeline();
     for (const end = Math.min(from + count, i + 1000); i < end; i++) {
       const fields = auditEntry(decisionEvent({ zoneId: zone, requestId: `req-${zone}-${i}`, at: new Date(at(i)) }, i), auditKey);
-      tx.xadd(AUDIT_STREAM, "MAXLEN", "~", 50_000, "*", ...Object.entries(fields).flat());
+      tx.xadd(STREAM, "MAXLEN", "~", 50_000, "*", ...Object.entries(fields).flat());
     }
     await tx.exec();
   }
@@ -106,15 +112,17 @@ async function ingest(zone: string, from: number, count: number, at: (i: number)
   return (performance.now() - started) / 1000;
 }
 
-async function timed(path: string, n = SAMPLES): Promise<{ p50: number; p99: number; rows: number }> {
+/** `path` per sample: a function gives each sample its own (cold) position. */
+async function timed(path: string | (() => string), n = SAMPLES): Promise<{ p50: number; p99: number; rows: number }> {
   const samples: number[] = [];
   let rows = 0;
   for (let i = 0; i < n; i++) {
+    const url = typeof path === "string" ? path : path();
     const t = performance.now();
-    const res = await fetch(`${base}${path}`, { headers: auth });
+    const res = await fetch(`${base}${url}`, { headers: auth });
     const body = (await res.json()) as { items?: unknown[] } | unknown[];
     samples.push(performance.now() - t);
-    if (!res.ok) throw new Error(`${path} → ${res.status} ${JSON.stringify(body)}`);
+    if (!res.ok) throw new Error(`${url} → ${res.status} ${JSON.stringify(body)}`);
     rows = Array.isArray(body) ? body.length : (body.items?.length ?? 0);
   }
   samples.sort((a, b) => a - b);
@@ -128,7 +136,7 @@ const cursorAt = (ts: number, filters: Record<string, unknown> = {}) => {
 };
 
 async function main(): Promise<void> {
-  await redis.xgroup("CREATE", AUDIT_STREAM, GROUP, "$", "MKSTREAM").catch(() => undefined);
+  await redis.xgroup("CREATE", STREAM, GROUP, "$", "MKSTREAM").catch(() => undefined);
   launch("gateway", "gateway");
   launch("audit-1", "audit");
   await waitFor(async () => (await fetch(`${base}/ready`)).ok, 120_000, "gateway ready");
@@ -140,45 +148,61 @@ async function main(): Promise<void> {
   say(`audit bench ${new Date().toISOString()} (load average ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")})`);
 
   // ---- ingest, 1 then 2 instances ---------------------------------------------------------------
-  const t1 = await ingest(`ingest-a-${suffix}`, 0, INGEST_EVENTS, () => Date.now());
-  say(`ingest, 1 instance: ${INGEST_EVENTS} events in ${t1.toFixed(1)} s = ${Math.round(INGEST_EVENTS / t1)} events/s`);
-  launch("audit-2", "audit");
-  await new Promise((r) => setTimeout(r, 8000));
-  const t2 = await ingest(`ingest-b-${suffix}`, 0, INGEST_EVENTS, () => Date.now());
-  say(`ingest, 2 instances: ${INGEST_EVENTS} events in ${t2.toFixed(1)} s = ${Math.round(INGEST_EVENTS / t2)} events/s`);
+  if (!REUSE) {
+    const t1 = await ingest(`ingest-a-${suffix}`, 0, INGEST_EVENTS, () => Date.now());
+    say(`ingest, 1 instance: ${INGEST_EVENTS} events in ${t1.toFixed(1)} s = ${Math.round(INGEST_EVENTS / t1)} events/s`);
+    launch("audit-2", "audit");
+    await new Promise((r) => setTimeout(r, 8000));
+    const t2 = await ingest(`ingest-b-${suffix}`, 0, INGEST_EVENTS, () => Date.now());
+    say(`ingest, 2 instances: ${INGEST_EVENTS} events in ${t2.toFixed(1)} s = ${Math.round(INGEST_EVENTS / t2)} events/s`);
+  }
 
   // ---- list latency at each size ---------------------------------------------------------------
   const zone = `list-${suffix}`;
-  const start = Date.now() - SPAN_MS;
+  // The seeded span ends when seeding starts; a reuse run reads it back from the newest row.
+  const start = REUSE ? Number(await redis.get(`bench_audit_${suffix}:span_start`)) : Date.now() - SPAN_MS;
+  if (!REUSE) await redis.set(`bench_audit_${suffix}:span_start`, String(start));
   const total = SIZES[SIZES.length - 1]!;
   const at = (i: number) => start + Math.floor((i / total) * SPAN_MS) + Math.floor(Math.random() * 60_000);
   let seeded = 0;
-  for (const size of SIZES) {
-    const secs = await ingest(zone, seeded, size - seeded, at);
-    say(`seeded ${size - seeded} rows into one zone in ${secs.toFixed(0)} s (${Math.round((size - seeded) / secs)} events/s, 2 instances)`);
+  for (const size of REUSE ? SIZES.slice(-1) : SIZES) {
+    if (!REUSE) {
+      const secs = await ingest(zone, seeded, size - seeded, at);
+      say(`seeded ${size - seeded} rows into one zone in ${secs.toFixed(0)} s (${Math.round((size - seeded) / secs)} events/s, 2 instances)`);
+    }
     seeded = size;
-    const newest = at(size - 1);
-    const middle = at(Math.floor(size / 2));
-    const win = { since: new Date(middle - 3600_000).toISOString(), until: new Date(middle).toISOString() };
-    const cases: [string, string][] = [
-      ["page 1, no filter", "limit=100"],
-      ["deep page (row ~N/2), no filter", `limit=100&cursor=${cursorAt(middle)}`],
-      ["page 1, decision=deny", "limit=100&decision=deny"],
-      ["deep page, decision=deny", `limit=100&decision=deny&cursor=${cursorAt(middle, { decision: "deny" })}`],
-      ["page 1, one-hour window", `limit=100&since=${win.since}&until=${win.until}`],
-      ["deep page in the window", `limit=100&since=${win.since}&until=${win.until}&cursor=${cursorAt(middle - 1800_000, win)}`],
+    // Deep pages and windows at a random place each time (10–90 % of the span): buckets not read before,
+    // so no sample is served from the in-memory row cache of closed buckets. Page 1 reads the open
+    // (newest) buckets, which are always read from the store.
+    const somewhere = () => at(Math.floor(size * (0.1 + 0.8 * Math.random())));
+    const window = () => {
+      const end = somewhere();
+      return { since: new Date(end - 3600_000).toISOString(), until: new Date(end).toISOString(), mid: end - 1800_000 };
+    };
+    const inWindow = (deep: boolean) => () => {
+      const w = window();
+      const f = { since: w.since, until: w.until };
+      return `/v1/zones/${zone}/audit?limit=100&since=${w.since}&until=${w.until}${deep ? `&cursor=${cursorAt(w.mid, f)}` : ""}`;
+    };
+    const cases: [string, string | (() => string)][] = [
+      ["page 1, no filter", `/v1/zones/${zone}/audit?limit=100`],
+      ["deep page, no filter", () => `/v1/zones/${zone}/audit?limit=100&cursor=${cursorAt(somewhere())}`],
+      ["page 1, decision=deny", `/v1/zones/${zone}/audit?limit=100&decision=deny`],
+      ["deep page, decision=deny", () => `/v1/zones/${zone}/audit?limit=100&decision=deny&cursor=${cursorAt(somewhere(), { decision: "deny" })}`],
+      ["page 1 of a one-hour window", inWindow(false)],
+      ["deep page in a one-hour window", inWindow(true)],
     ];
-    await timed(`/v1/zones/${zone}/audit?limit=100`, 3);
+    const first = await timed(`/v1/zones/${zone}/audit?limit=100`, 1);
+    say(`  ${size} rows, first page after seeding (reads the zone's bucket marks again): ${first.p50} ms`);
     for (const [name, q] of cases) {
-      const r = await timed(`/v1/zones/${zone}/audit?${q}`);
-      say(`  ${size} rows, ${name}: p50 ${r.p50} ms, p99 ${r.p99} ms (${r.rows} rows)`);
+      const r = await timed(q);
+      say(`  ${size} rows, ${name}: p50 ${r.p50} ms, p99 ${r.p99} ms (${r.rows} rows in the last)`);
     }
     const ids = Array.from({ length: SAMPLES }, () => `req-${zone}-${Math.floor(Math.random() * size)}`);
     const samples: number[] = [];
     for (const id of ids) samples.push((await timed(`/v1/zones/${zone}/audit/by-request/${id}`, 1)).p50);
     samples.sort((a, b) => a - b);
     say(`  ${size} rows, by-request: p50 ${samples[Math.floor(samples.length / 2)]} ms, p99 ${samples[Math.min(samples.length - 1, Math.floor(0.99 * samples.length))]} ms`);
-    void newest;
   }
   console.log(out.join("\n"));
 }
@@ -190,7 +214,7 @@ main()
   })
   .finally(async () => {
     stopAll();
-    await redis.xgroup("DESTROY", AUDIT_STREAM, GROUP).catch(() => undefined);
+    await redis.del(STREAM, `${STREAM}.dlq`, `${namespace}:caracal.admin-audit.handoff`).catch(() => undefined);
     if (process.env.BENCH_KEEP_DB !== "1") {
       // The run's list sequences and counters (keys are prefixed with its database name).
       const keys: string[] = [];

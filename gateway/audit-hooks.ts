@@ -3,7 +3,7 @@
 import type Redis from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { config } from "../shared/config";
+import { config, streamName } from "../shared/config";
 import { adminAuditStream } from "../shared/admin-audit";
 import { ZONE_EVENTS_STREAM } from "../shared/mixins/outbox.mixin";
 import { PATH_ID_PATTERN } from "../shared/ids";
@@ -20,7 +20,7 @@ export function startAuditHooks(redis: Redis, broker: ServiceBroker, logger: Han
   const cfg = config();
   return {
     adminAudit: new AdminAuditHandoff(redis, adminAuditStream(), cfg.streamsHmacKeys[0] ?? null, logger),
-    zoneStreams: new ZoneEventStreams(redis, ZONE_EVENTS_STREAM, cfg.streamsHmacKeys, broker, { heartbeatMs: cfg.audit.sseHeartbeatMs, maxBufferBytes: cfg.audit.sseClientBufferBytes }, logger),
+    zoneStreams: new ZoneEventStreams(redis, streamName(ZONE_EVENTS_STREAM), cfg.streamsHmacKeys, broker, { heartbeatMs: cfg.audit.sseHeartbeatMs, maxBufferBytes: cfg.audit.sseClientBufferBytes }, logger),
   };
 }
 

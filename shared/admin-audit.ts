@@ -4,7 +4,7 @@
 // stream entry, §7.4) after the response has gone out, and the audit service consumes that stream with a
 // consumer group. Redis holds the records while the audit service is down, so none is lost and no request
 // waits for the audit write.
-import { config } from "./config";
+import { streamName } from "./config";
 
 /** One recorded request (reference-ops §2.1); the chain fields are added by the audit service. */
 export interface AdminAuditRecord {
@@ -25,8 +25,10 @@ export interface AdminAuditRecord {
   occurred_at: string;
 }
 
-/** Internal stream of the hand-off, one per namespace (so test clusters sharing a Redis stay apart). */
-export const adminAuditStream = (namespace = config().namespace): string => `${namespace}.admin-audit.handoff`;
+/** The hand-off's logical stream name (internal to this project; STREAM_PREFIX applies as to every stream). */
+export const ADMIN_AUDIT_STREAM = "caracal.admin-audit.handoff";
+
+export const adminAuditStream = (): string => streamName(ADMIN_AUDIT_STREAM);
 
 /** The field of the stream entry that carries the record as JSON. */
 export const RECORD_FIELD = "record";

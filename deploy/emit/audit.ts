@@ -1,6 +1,6 @@
-// `emit audit`: realistic signed decision events on `caracal.audit.events`, as the runtime's token service
-// and gateway publish them (reference-ops §1.1): `{id, data, sig}`, `sig` the HMAC of `data` under
-// AUDIT_HMAC_KEY. Used by the emit command, the audit tests and bench/audit.ts.
+// Realistic signed decision events for `caracal.audit.events`, as the runtime's token service and gateway
+// publish them (reference-ops §1.1): `{id, data, sig}`, `sig` the HMAC of `data` under AUDIT_HMAC_KEY.
+// Used by `emit audit` (kinds/audit.ts), the audit tests and bench/audit.ts.
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import type Redis from "ioredis";
 
@@ -76,30 +76,4 @@ export async function publishAudit(redis: Redis, entries: Record<string, string>
     if (err) throw err;
     return String(id);
   });
-}
-
-/**
- * Publishes `count` events spread over zones at about `rate` per second (bounded: it stops at `count`),
- * in pipelines of up to 100; answers how many were sent and how long it took.
- */
-export async function emitAudit(redis: Redis, opts: { zones: string[]; rate: number; count: number; key: Buffer | null; spreadMs?: number }): Promise<{ sent: number; seconds: number }> {
-  const started = Date.now();
-  let sent = 0;
-  while (sent < opts.count) {
-    const due = Math.min(opts.count, Math.floor(((Date.now() - started) / 1000) * opts.rate) + 1);
-    const n = Math.min(100, due - sent);
-    if (n <= 0) {
-      await new Promise((r) => setTimeout(r, 5));
-      continue;
-    }
-    const batch = Array.from({ length: n }, (_, k) => {
-      const i = sent + k;
-      // `spreadMs` back-dates events over a window (seeding history); by default they happen now.
-      const at = opts.spreadMs ? new Date(Date.now() - Math.floor(Math.random() * opts.spreadMs)) : new Date();
-      return auditEntry(decisionEvent({ zoneId: pick(opts.zones, i), at }, i), opts.key);
-    });
-    await publishAudit(redis, batch);
-    sent += n;
-  }
-  return { sent, seconds: (Date.now() - started) / 1000 };
 }

@@ -2,7 +2,7 @@
 // overview and audit retention. Owns `audit_events`, `audit_ingest_alerts`, `admin_audit_events`,
 // `admin_audit_heads`, `zone_events` and `audit_retention`; every row arrives through a Redis stream.
 import type { ServiceSchema } from "moleculer";
-import { config } from "../../shared/config";
+import { config, streamName } from "../../shared/config";
 import { redisClient } from "../../shared/redis";
 import { AppError } from "../../shared/errors";
 import { strictBody } from "../../shared/validation";
@@ -26,13 +26,8 @@ import type { AuditMembers, AuditService } from "./context";
 /** The runtime's decision stream (reference-ops §1.1); its DLQ is `<stream>.dlq`. */
 export const AUDIT_EVENTS_STREAM = "caracal.audit.events";
 
-/**
- * Consumer group names. In the default namespace they are the reference's; a test cluster (its own
- * namespace, sharing Redis with others) gets groups of its own, so clusters never take each other's entries.
- */
-export function groupName(base: string, namespace = config().namespace): string {
-  return namespace === "caracal" ? base : `${base}.${namespace}`;
-}
+/** Consumer groups (the reference's name for the decision stream); every instance joins the same ones. */
+export const GROUPS = { decisions: "audit-ingestor", admin: "audit-admin", zoneEvents: "audit-zone-events" } as const;
 
 const HANDOFF_TRIM_MS = 60_000;
 const DECISION_BATCH = 1000;
@@ -110,7 +105,7 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
     /** Keeps the hand-off stream to what is not yet stored: entries below the oldest unacknowledged go. */
     async trimHandoff(this: any) {
       const stream = adminAuditStream();
-      const group = groupName("audit-admin");
+      const group = GROUPS.admin;
       const pending = (await this.redis.xpending(stream, group)) as [number, string | null, string | null, unknown];
       let minId = Number(pending[0]) > 0 ? pending[1] : null;
       if (!minId) {
@@ -148,8 +143,8 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
     this.consumers = {
       decisions: new StreamConsumer({
         ...common,
-        stream: AUDIT_EVENTS_STREAM,
-        group: groupName("audit-ingestor"),
+        stream: streamName(AUDIT_EVENTS_STREAM),
+        group: GROUPS.decisions,
         startId: "$",
         // Large batches: one sequence reservation, one mark update and two inserts per zone per 1,000 events.
         batch: DECISION_BATCH,
@@ -159,17 +154,17 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
       admin: new StreamConsumer({
         ...common,
         stream: adminAuditStream(),
-        group: groupName("audit-admin"),
+        group: GROUPS.admin,
         startId: "0",
         verify: sigVerifier(cfg.streamsHmacKeys),
         handle: (entries) => ingestAdminRecords(this, entries),
       }),
       zoneEvents: new StreamConsumer({
         ...common,
-        stream: ZONE_EVENTS_STREAM,
-        group: groupName("audit-zone-events"),
+        stream: streamName(ZONE_EVENTS_STREAM),
+        group: GROUPS.zoneEvents,
         startId: "$",
-        handle: (entries) => ingestZoneEvents(this, entries, cfg.streamsHmacKeys, this.droppedZoneEvents),
+        handle: (entries) => ingestZoneEvents(this, entries, streamName(ZONE_EVENTS_STREAM), cfg.streamsHmacKeys, this.droppedZoneEvents),
       }),
     };
     for (const c of Object.values(this.consumers) as StreamConsumer[]) await c.start();

@@ -9,7 +9,6 @@ import { newId } from "../../shared/ids";
 import { RECORD_FIELD, type AdminAuditRecord } from "../../shared/admin-audit";
 import { zoneEventOf } from "../../shared/zone-events";
 import { verify as verifySig, type SigningKey } from "../../shared/signing";
-import { ZONE_EVENTS_STREAM } from "../../shared/mixins/outbox.mixin";
 import { adminContentHash, auditEntrySigValid, chainHmac, decisionContentHash, unixNanos, type DecisionEvent } from "./hashes";
 import { GLOBAL_CHAIN, type AdminAuditDoc } from "./models/admin-audit.model";
 import { packExtra, requestKey, unpackExtra, type AuditEventDoc } from "./models/audit-event.model";
@@ -333,11 +332,11 @@ export async function verifyChain(svc: AuditService, chainKey: string, from?: Ch
  * reference's consumers of outbox streams do (§7.7): it is not ours to keep, and parking every foreign
  * entry would fill the DLQ with noise.
  */
-export async function ingestZoneEvents(svc: AuditService, entries: StreamEntry[], keys: SigningKey[], dropped: { count: number }): Promise<Outcome[]> {
+export async function ingestZoneEvents(svc: AuditService, entries: StreamEntry[], stream: string, keys: SigningKey[], dropped: { count: number }): Promise<Outcome[]> {
   const outcomes: Outcome[] = entries.map(() => "ack");
   const byZone = new Map<string, Omit<ZoneEventDoc, "_seq" | "_bucket">[]>();
   entries.forEach((entry, i) => {
-    if (!verifySig(keys, ZONE_EVENTS_STREAM, entry.fields)) {
+    if (!verifySig(keys, stream, entry.fields)) {
       dropped.count++;
       return;
     }

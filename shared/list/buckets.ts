@@ -81,6 +81,8 @@ const PAGE_BUDGET_MS = 1500;
 /** Buckets at most this far below the top are re-read, since their marks may still widen. */
 const OPEN_BUCKETS = 2;
 const MAX_CACHED_MARKS = 2_000_000;
+/** New buckets since the last read that are fetched one by one; past this, all marks are read again. */
+const MAX_POINT_REFRESH = 64;
 /**
  * Rows of closed buckets are kept in memory and reused while the list's update version (a Redis counter
  * every locked update of a listed document bumps, see MongoMixin.locked) is unchanged: a page then costs
@@ -335,6 +337,12 @@ export class ListSequence {
         this.cachedCount = entry.marks.size;
       }
       this.cache.set(scope, entry);
+    } else if (topBucket - entry.loadedTop > MAX_POINT_REFRESH) {
+      // The list grew a lot since this process last read it (ingest elsewhere): one query over all its
+      // marks costs far less than thousands of reads by id (14,000 of them timed a page out at 1M rows).
+      this.cache.delete(scope);
+      this.cachedCount -= entry.marks.size;
+      return this.marksOf(scope, topBucket);
     } else {
       const from = Math.max(0, Math.min(entry.loadedTop, topBucket) - OPEN_BUCKETS);
       const ids = [];

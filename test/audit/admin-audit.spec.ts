@@ -4,7 +4,7 @@ import { ServiceBroker } from "moleculer";
 import mongoose from "mongoose";
 import { startCluster, eventually, TEST_STREAMS_KEY, type Cluster } from "../helpers/cluster";
 import { buildRecord } from "../../gateway/admin-audit";
-import { adminAuditStream } from "../../shared/admin-audit";
+import { ADMIN_AUDIT_STREAM } from "../../shared/admin-audit";
 import { sign } from "../../shared/signing";
 import { replaceAudit, testRedis } from "./helpers";
 
@@ -21,7 +21,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await db.close();
   await c.stop();
-  await redis.del(adminAuditStream(c.namespace));
+  await redis.del(c.stream(ADMIN_AUDIT_STREAM));
   redis.disconnect();
 });
 
@@ -136,7 +136,7 @@ describe("the chain (§2.2)", () => {
     await second.start();
     try {
       const z = await newZone();
-      const stream = adminAuditStream(c.namespace);
+      const stream = c.stream(ADMIN_AUDIT_STREAM);
       const key = Buffer.from(TEST_STREAMS_KEY, "hex");
       const n = 120;
       for (let i = 0; i < n; i += 15) {
@@ -200,7 +200,7 @@ describe("the hand-off (durable while the audit service is down)", () => {
     // The records wait in Redis, not in the gateway.
     const gateway = c.brokers.gateway!.getLocalService("api") as any;
     expect(await gateway.adminAudit.drain()).toBe(true);
-    expect(await redis.xlen(adminAuditStream(c.namespace))).toBeGreaterThanOrEqual(6);
+    expect(await redis.xlen(c.stream(ADMIN_AUDIT_STREAM))).toBeGreaterThanOrEqual(6);
 
     await replaceAudit(c);
 

@@ -18,6 +18,8 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+/** Entries onto this cluster's decision stream. */
+const publish = (entries: Record<string, string>[]) => publishAudit(redis, entries, c.stream(AUDIT_STREAM));
 const T = (s: number) => `2026-05-01T00:00:0${s}.000Z`;
 const decodeCursor = (cursor: string) => JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
 
@@ -25,7 +27,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
   test("rows carry exactly the list columns, newest first, metadata redacted (cases 1, 6)", async () => {
     const z = zoneId();
     const meta = { token: "t", nested: { Authorization: "a" }, session_id: "s1", agent_session_id: "as1" };
-    await publishDecisions(redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(3), metadata: meta }, { zoneId: z, at: T(2) }]);
+    await publishDecisions(c, redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(3), metadata: meta }, { zoneId: z, at: T(2) }]);
     const rows = await waitForAudit(c, z, 3);
     expect(rows.map((r) => r.occurred_at)).toEqual([T(3), T(2), T(1)]);
     for (const r of rows) expect(Object.keys(r).sort()).toEqual(["decision", "evaluation_status", "event_type", "id", "ingested_at", "metadata_json", "occurred_at", "request_id", "zone_id"]);
@@ -54,7 +56,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
 
   test("since is inclusive, until exclusive (case 3)", async () => {
     const z = zoneId();
-    await publishDecisions(redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(2) }, { zoneId: z, at: T(3) }]);
+    await publishDecisions(c, redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(2) }, { zoneId: z, at: T(3) }]);
     await waitForAudit(c, z, 3);
     const r = await get(`/v1/zones/${z}/audit?since=${T(1)}&until=${T(3)}`);
     expect(r.body.items.map((x: any) => x.occurred_at)).toEqual([T(2), T(1)]);
@@ -62,7 +64,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
 
   test("pages with a cursor of {ts, id} and Link; the last page has neither (case 4)", async () => {
     const z = zoneId();
-    await publishDecisions(redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(2) }, { zoneId: z, at: T(3) }]);
+    await publishDecisions(c, redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(2) }, { zoneId: z, at: T(3) }]);
     const all = await waitForAudit(c, z, 3);
     const p1 = await get(`/v1/zones/${z}/audit?limit=2`);
     expect(p1.body.items.map((x: any) => x.id)).toEqual([all[0].id, all[1].id]);
@@ -73,7 +75,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
     expect(p2.headers.link).toBeUndefined();
     // Our envelope: exactly two rows and limit=2 → no cursor (decision 1: null exactly when nothing is left).
     const z2 = zoneId();
-    await publishDecisions(redis, [{ zoneId: z2, at: T(1) }, { zoneId: z2, at: T(2) }]);
+    await publishDecisions(c, redis, [{ zoneId: z2, at: T(1) }, { zoneId: z2, at: T(2) }]);
     await waitForAudit(c, z2, 2);
     expect((await get(`/v1/zones/${z2}/audit?limit=2`)).body.next_cursor).toBeNull();
   });
@@ -86,7 +88,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
       expect(r.body.error).toBe("invalid_cursor");
     }
     const z = zoneId();
-    await publishDecisions(redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(2) }]);
+    await publishDecisions(c, redis, [{ zoneId: z, at: T(1) }, { zoneId: z, at: T(2) }]);
     await waitForAudit(c, z, 2);
     const p1 = await get(`/v1/zones/${z}/audit?limit=1`);
     const other = await get(`/v1/zones/${z}/audit?limit=1&decision=deny&cursor=${p1.body.next_cursor}`);
@@ -97,7 +99,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
   test("label matches array members exactly; decision, event_type, application_id, agent_session_id, request_id filter (case 7)", async () => {
     const z = zoneId();
     const base = { application_id: "app-1", agent_session_id: "as-1", session_id: "s-1" };
-    const [a, b, d] = await publishDecisions(redis, [
+    const [a, b, d] = await publishDecisions(c, redis, [
       { zoneId: z, at: T(1), decision: "allow", metadata: { ...base, agent_labels: ["refund", "x"] } },
       { zoneId: z, at: T(2), decision: "deny", metadata: { ...base, agent_labels: ["refund-x"] } },
       { zoneId: z, at: T(3), decision: "deny", eventType: "replay_detected", metadata: { application_id: "app-2", agent_session_id: "as-2", agent_labels: [] } },
@@ -116,7 +118,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
 
   test("fields projects in the asked order; bad fields are 400 invalid_fields before the cursor (case 8)", async () => {
     const z = zoneId();
-    await publishDecisions(redis, [{ zoneId: z, at: T(1), metadata: { application_name: "n", resource: "r" } }, { zoneId: z, at: T(2), metadata: {} }]);
+    await publishDecisions(c, redis, [{ zoneId: z, at: T(1), metadata: { application_name: "n", resource: "r" } }, { zoneId: z, at: T(2), metadata: {} }]);
     await waitForAudit(c, z, 2);
     const r = await get(`/v1/zones/${z}/audit?fields=occurred_at,event_type,application_name,resource`);
     expect(r.status).toBe(200);
@@ -132,7 +134,7 @@ describe("GET /v1/zones/:zoneId/audit", () => {
 
   test("CSV exactly as §1.3: header, quoting, arrays space-joined, CRLF, file name (case 9)", async () => {
     const z = zoneId();
-    await publishDecisions(redis, [{ zoneId: z, at: "2026-05-01T00:00:00.000Z", decision: "deny", metadata: { application_name: "Son, of Anton", requested_scopes: ["a", "b"] } }]);
+    await publishDecisions(c, redis, [{ zoneId: z, at: "2026-05-01T00:00:00.000Z", decision: "deny", metadata: { application_name: "Son, of Anton", requested_scopes: ["a", "b"] } }]);
     await waitForAudit(c, z, 1);
     const r = await get(`/v1/zones/${z}/audit?format=csv&fields=occurred_at,decision,application_name,requested_scopes`);
     expect(r.status).toBe(200);
@@ -152,7 +154,7 @@ describe("by-request and explain", () => {
   test("every event of a request, oldest first, with the policy fields; unknown 404; bad ids 400 (case 10)", async () => {
     const z = zoneId();
     const rid = `req-${Math.random().toString(36).slice(2)}`;
-    await publishDecisions(redis, [
+    await publishDecisions(c, redis, [
       { zoneId: z, requestId: rid, at: T(2), decision: "deny", policySetId: "ps1", policySetVersionId: "psv1" },
       { zoneId: z, requestId: rid, at: T(1), decision: "allow" },
       { zoneId: z, at: T(3) },
@@ -184,7 +186,7 @@ describe("by-request and explain", () => {
 
     const rid = `req-${Math.random().toString(36).slice(2)}`;
     const meta = { application_id: "app-payments", resource: "resource://example", requested_scopes: ["example:delete"], session_id: "raw-session", agent_session_id: "", delegation_edge_id: "" };
-    await publishDecisions(redis, [
+    await publishDecisions(c, redis, [
       { zoneId: zone, requestId: rid, at: T(1), decision: "allow", metadata: { ...meta, requested_scopes: ["example:read"] } },
       { zoneId: zone, requestId: rid, at: T(2), decision: "deny", metadata: meta },
     ]);
@@ -205,7 +207,7 @@ describe("by-request and explain", () => {
     expect(sim.body.result.decision).toBe("deny");
 
     const allowOnly = `req-${Math.random().toString(36).slice(2)}`;
-    await publishDecisions(redis, [{ zoneId: zone, requestId: allowOnly, at: T(3), decision: "allow" }]);
+    await publishDecisions(c, redis, [{ zoneId: zone, requestId: allowOnly, at: T(3), decision: "allow" }]);
     await waitForAudit(c, zone, 3);
     const a = await get(`/v1/zones/${zone}/audit/by-request/${allowOnly}/explain`);
     expect(a.body).toMatchObject({ final_decision: "allow", denied: [] });
@@ -214,22 +216,37 @@ describe("by-request and explain", () => {
 });
 
 describe("ingest (§1.2, case 32)", () => {
+  test("`emit audit` publishes signed events the service stores; with --wrong-sig they are parked", async () => {
+    const { auditKind } = await import("../../deploy/emit/kinds/audit");
+    const { Args } = await import("../../deploy/emit/args");
+    const { Emitter } = await import("../../deploy/emit/emitter");
+    const z = zoneId();
+    const prefix = c.stream("");
+    const out = await auditKind.run(new Args(["--zone", z, "--count", "30", "--rate", "1000", "--decision", "deny"]), new Emitter(redis, null, prefix));
+    expect(out).toMatchObject({ stream: c.stream(AUDIT_STREAM), published: 30 });
+    const rows = await waitForAudit(c, z, 30);
+    expect(rows.every((r) => r.decision === "deny")).toBe(true);
+    const from = await dlqTop();
+    const bad = await auditKind.run(new Args(["--zone", z, "--wrong-sig"]), new Emitter(redis, null, prefix));
+    expect((await dlqFor(from, (bad.first_event_ids as string[])[0]!)).reason).toBe("hmac_verify_failed");
+  });
+
   /** DLQ entries written since `from` for one event id. */
   const dlqFor = (from: string, eventId: string) =>
     eventually(async () => {
-      const rows = (await redis.xrange(`${AUDIT_STREAM}.dlq`, from, "+")) as [string, string[]][];
+      const rows = (await redis.xrange(`${c.stream(AUDIT_STREAM)}.dlq`, from, "+")) as [string, string[]][];
       const hit = rows.map(([, f]) => Object.fromEntries(f.flatMap((_, i) => (i % 2 ? [] : [[f[i], f[i + 1]]])))).find((f) => f.src_id === eventId);
       return hit as Record<string, string> | undefined;
     }, 10_000);
-  const dlqTop = async () => ((await redis.xrevrange(`${AUDIT_STREAM}.dlq`, "+", "-", "COUNT", 1)) as unknown as [string][])[0]?.[0] ?? "0-0";
-  const group = () => `audit-ingestor.${c.namespace}`;
-  const pendingOf = async (entryId: string) => ((await redis.xpending(AUDIT_STREAM, group(), entryId, entryId, 10)) as unknown[]).length;
+  const dlqTop = async () => ((await redis.xrevrange(`${c.stream(AUDIT_STREAM)}.dlq`, "+", "-", "COUNT", 1)) as unknown as [string][])[0]?.[0] ?? "0-0";
+  const group = () => "audit-ingestor";
+  const pendingOf = async (entryId: string) => ((await redis.xpending(c.stream(AUDIT_STREAM), group(), entryId, entryId, 10)) as unknown[]).length;
 
   test("a sig made with another key goes to the DLQ as hmac_verify_failed and is acknowledged", async () => {
     const from = await dlqTop();
     const z = zoneId();
     const e = decisionEvent({ zoneId: z });
-    const [entryId] = await publishAudit(redis, [auditEntry(e, Buffer.alloc(32, 7))]);
+    const [entryId] = await publish([auditEntry(e, Buffer.alloc(32, 7))]);
     const parked = await dlqFor(from, String(e.id));
     expect(parked).toMatchObject({ reason: "hmac_verify_failed", src_data: JSON.stringify(e), entry_id: entryId });
     expect(Number(parked.received_at)).toBeGreaterThan(Date.now() - 60_000);
@@ -239,26 +256,26 @@ describe("ingest (§1.2, case 32)", () => {
 
   test("bad JSON, missing fields and a missing data field go to the DLQ with their reason", async () => {
     const from = await dlqTop();
-    await publishAudit(redis, [{ id: "bad-json-1", data: "{nope", sig: "" }].map((f) => ({ ...f, sig: auditEntry({ id: f.id }, AUDIT_KEY, f.data).sig! })));
+    await publish([{ id: "bad-json-1", data: "{nope", sig: "" }].map((f) => ({ ...f, sig: auditEntry({ id: f.id }, AUDIT_KEY, f.data).sig! })));
     expect((await dlqFor(from, "bad-json-1")).reason).toMatch(/^json_parse_error:/);
     const noZone = JSON.stringify({ id: "no-zone-1", occurred_at: T(1) });
-    await publishAudit(redis, [auditEntry({ id: "no-zone-1" }, AUDIT_KEY, noZone)]);
+    await publish([auditEntry({ id: "no-zone-1" }, AUDIT_KEY, noZone)]);
     expect((await dlqFor(from, "no-zone-1")).reason).toBe("json_parse_error:missing zone_id");
-    await publishAudit(redis, [{ id: "no-data-1" }]);
+    await publish([{ id: "no-data-1" }]);
     expect((await dlqFor(from, "no-data-1")).reason).toBe("missing_data_field");
   });
 
   test("the same event again is acknowledged without a second row; changed content is tamper_on_replay with an alert (case 32)", async () => {
     const z = zoneId();
     const e = decisionEvent({ zoneId: z, at: T(1) });
-    await publishAudit(redis, [auditEntry(e, AUDIT_KEY)]);
+    await publish([auditEntry(e, AUDIT_KEY)]);
     await waitForAudit(c, z, 1);
     // Same content, keys in another order: the same event.
     const reordered = Object.fromEntries(Object.entries(e).reverse());
-    const [again] = await publishAudit(redis, [auditEntry(reordered, AUDIT_KEY)]);
+    const [again] = await publish([auditEntry(reordered, AUDIT_KEY)]);
     const from = await dlqTop();
     const tampered = { ...e, metadata_json: { ...(e.metadata_json as object), application_name: "someone else" } };
-    await publishAudit(redis, [auditEntry(tampered, AUDIT_KEY)]);
+    await publish([auditEntry(tampered, AUDIT_KEY)]);
     expect((await dlqFor(from, String(e.id))).reason).toBe("tamper_on_replay");
     expect(await pendingOf(again!)).toBe(0);
     const rows = (await get(`/v1/zones/${z}/audit`)).body.items;
@@ -277,14 +294,14 @@ describe("ingest (§1.2, case 32)", () => {
     // Added and read by a consumer of the group in one transaction, so that consumer (which then "dies")
     // holds it before the service's blocked read is served.
     const fields = auditEntry(e, AUDIT_KEY);
-    const res = (await redis.multi().xadd(AUDIT_STREAM, "*", ...Object.entries(fields).flat()).xreadgroup("GROUP", group(), "dead-consumer", "COUNT", 10, "STREAMS", AUDIT_STREAM, ">").exec())!;
+    const res = (await redis.multi().xadd(c.stream(AUDIT_STREAM), "*", ...Object.entries(fields).flat()).xreadgroup("GROUP", group(), "dead-consumer", "COUNT", 10, "STREAMS", c.stream(AUDIT_STREAM), ">").exec())!;
     const entryId = String(res[0]![1]);
-    const held = (await redis.xpending(AUDIT_STREAM, group(), entryId, entryId, 1)) as [string, string, number, number][];
+    const held = (await redis.xpending(c.stream(AUDIT_STREAM), group(), entryId, entryId, 1)) as [string, string, number, number][];
     expect(held[0]?.[1]).toBe("dead-consumer");
     // Claimed once idle for AUDIT_CLAIM_IDLE_SECS (1 s here), then stored and acknowledged.
     await waitForAudit(c, z, 1);
     await eventually(async () => ((await pendingOf(entryId)) === 0 ? true : undefined), 10_000);
-    await redis.xgroup("DELCONSUMER", AUDIT_STREAM, group(), "dead-consumer");
+    await redis.xgroup("DELCONSUMER", c.stream(AUDIT_STREAM), group(), "dead-consumer");
   });
 
   test("two audit instances share the stream: every event stored once", async () => {
@@ -298,7 +315,7 @@ describe("ingest (§1.2, case 32)", () => {
       const n = 400;
       const events = Array.from({ length: n }, (_, i) => decisionEvent({ zoneId: z, at: new Date(Date.UTC(2026, 4, 1) + i * 1000) }, i));
       for (let i = 0; i < n; i += 50) {
-        await publishAudit(redis, events.slice(i, i + 50).map((e) => auditEntry(e, AUDIT_KEY)));
+        await publish(events.slice(i, i + 50).map((e) => auditEntry(e, AUDIT_KEY)));
         await new Promise((r) => setTimeout(r, 20));
       }
       const rows = await waitForAudit(c, z, n);

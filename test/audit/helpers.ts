@@ -1,7 +1,7 @@
 // Shared by the audit suites: publishing decision events and waiting until the audit service stored them.
 import Redis from "ioredis";
 import { ServiceBroker } from "moleculer";
-import { auditEntry, decisionEvent, publishAudit, type DecisionEventInput } from "../../deploy/emit/audit";
+import { auditEntry, decisionEvent, publishAudit, AUDIT_STREAM, type DecisionEventInput } from "../../deploy/emit/audit";
 import { TEST_STREAMS_KEY, eventually, type Cluster } from "../helpers/cluster";
 
 export const AUDIT_KEY = Buffer.from(TEST_STREAMS_KEY, "hex");
@@ -12,10 +12,10 @@ export function testRedis(): Redis {
   return r;
 }
 
-/** Publishes signed events and returns them (as sent). */
-export async function publishDecisions(redis: Redis, inputs: DecisionEventInput[]): Promise<Record<string, any>[]> {
+/** Publishes signed events on the cluster's decision stream and returns them (as sent). */
+export async function publishDecisions(c: Cluster, redis: Redis, inputs: DecisionEventInput[]): Promise<Record<string, any>[]> {
   const events = inputs.map((i) => decisionEvent(i));
-  await publishAudit(redis, events.map((e) => auditEntry(e, AUDIT_KEY)));
+  await publishAudit(redis, events.map((e) => auditEntry(e, AUDIT_KEY)), c.stream(AUDIT_STREAM));
   return events;
 }
 

@@ -1,7 +1,7 @@
 // The zone overview (§6), audit retention (§10, case 33) and the operational routes with the audit process
 // in the cluster (cases 28–30), against the real servers.
 import { startCluster, eventually, type Cluster } from "../helpers/cluster";
-import { auditEntry, decisionEvent, publishAudit } from "../../deploy/emit/audit";
+import { auditEntry, decisionEvent, publishAudit, AUDIT_STREAM } from "../../deploy/emit/audit";
 import { AUDIT_KEY, publishDecisions, replaceAudit, testRedis, waitForAudit, zoneId } from "./helpers";
 
 const redis = testRedis();
@@ -39,7 +39,7 @@ describe("with every service (dev mode)", () => {
     expect((await send("post", `/v1/zones/${z}/policy-sets/${sets[0]}/activate`, { version_id: version })).status).toBe(202);
 
     const now = Date.now();
-    await publishDecisions(redis, [
+    await publishDecisions(c, redis, [
       ...Array.from({ length: 9 }, (_, i) => ({ zoneId: z, decision: "allow" as const, at: new Date(now - 3600_000 - i * 1000) })),
       ...Array.from({ length: 3 }, (_, i) => ({ zoneId: z, decision: "deny" as const, at: new Date(now - 60_000 - i * 1000) })),
       { zoneId: z, decision: "deny", at: new Date(now - 49 * 3600_000) },
@@ -108,7 +108,7 @@ describe("with every service (dev mode)", () => {
     let stored = 0;
     const publish = async (n: number, at: (i: number) => number) => {
       for (let i = 0; i < n; i += 100) {
-        await publishAudit(redis, Array.from({ length: Math.min(100, n - i) }, (_, k) => auditEntry(decisionEvent({ zoneId: z, at: new Date(at(i + k)) }, i + k), AUDIT_KEY)));
+        await publishAudit(redis, Array.from({ length: Math.min(100, n - i) }, (_, k) => auditEntry(decisionEvent({ zoneId: z, at: new Date(at(i + k)) }, i + k), AUDIT_KEY)), c.stream(AUDIT_STREAM));
         // In order: each batch is stored before the next, so the old rows fill the first buckets.
         stored += Math.min(100, n - i);
         await waitForAudit(c, z, stored);
@@ -116,16 +116,17 @@ describe("with every service (dev mode)", () => {
     };
     await publish(600, (i) => old + i * 1000);
     await publish(300, (i) => Date.now() - 60_000 + i);
-    const during = publishAudit(redis, Array.from({ length: 50 }, (_, i) => auditEntry(decisionEvent({ zoneId: z }, 1000 + i), AUDIT_KEY)));
+    const during = publishAudit(redis, Array.from({ length: 50 }, (_, i) => auditEntry(decisionEvent({ zoneId: z }, 1000 + i), AUDIT_KEY)), c.stream(AUDIT_STREAM));
     const pass = await c.brokers.audit!.call<{ buckets: number; rows: number }, {}>("audit.retentionPass", {});
     await during;
-    // 900 rows: buckets of 256 → the first two hold only rows past the retention; the third mixes both.
-    expect(pass).toEqual({ buckets: 2, rows: 512 });
-    const rows = await waitForAudit(c, z, 438);
-    expect(rows).toHaveLength(438);
-    expect(rows.filter((r) => Date.parse(r.occurred_at) < Date.now() - 30 * 86_400_000)).toHaveLength(88);
+    // 900 rows in buckets of 64: the first nine hold only rows past the retention; the tenth (576–639)
+    // mixes 24 old rows with new ones and stays.
+    expect(pass).toEqual({ buckets: 9, rows: 576 });
+    const rows = await waitForAudit(c, z, 374);
+    expect(rows).toHaveLength(374);
+    expect(rows.filter((r) => Date.parse(r.occurred_at) < Date.now() - 30 * 86_400_000)).toHaveLength(24);
     const page = await get(`/v1/zones/${z}/audit?limit=100&until=${new Date(Date.now() - 30 * 86_400_000).toISOString()}`);
-    expect(page.body.items).toHaveLength(88);
+    expect(page.body.items).toHaveLength(24);
     expect((await c.brokers.audit!.call<{ buckets: number }, {}>("audit.retentionPass", {})).buckets).toBe(0);
     expect((await send("put", "/v1/audit-retention", { retention_days: 365 })).status).toBe(200);
   }, 60_000);
