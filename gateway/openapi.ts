@@ -190,7 +190,7 @@ export function buildOpenApi(routes: RouteDef[], apis: Record<string, ServiceApi
       const success: Record<string, unknown> = { description: STATUS_TEXT[doc.status] ?? successText(doc.status) };
       if (doc.response) {
         const schema = doc.list ? pageOf(doc.response) : doc.response;
-        success.content = { "application/json": { schema, ...(doc.example?.response !== undefined ? { example: doc.example.response } : {}) } };
+        success.content = { [doc.contentType ?? "application/json"]: { schema, ...(doc.example?.response !== undefined ? { example: doc.example.response } : {}) } };
       }
       if (doc.list) success.headers = { Link: { description: 'The next page: `<…?cursor=…&limit=N>; rel="next"`', schema: { type: "string" } } };
       if (doc.status === 201) success.headers = { Location: { description: "The created object", schema: { type: "string" } } };

@@ -70,7 +70,7 @@ export const ROUTES: RouteDef[] = [
   { method: "GET", path: "/zones/:zoneId/admin-audit", action: "audit.listAdmin", summary: "Admin audit records of a zone (filters, fields, CSV export)" },
   { method: "GET", path: "/zones/:zoneId/admin-audit/verify", action: "audit.verifyAdmin", summary: "Recompute the zone's admin-audit hash chain and report the first broken record" },
   { method: "GET", path: "/zones/:zoneId/events", action: "audit.listZoneEvents", summary: "The zone's change events, newest first" },
-  { method: "GET", path: "/zones/:zoneId/events/stream", action: "audit.listZoneEvents", raw: "zoneEventStream", summary: "The zone's change events live (server-sent events, resumable with Last-Event-ID)" },
+  { method: "GET", path: "/zones/:zoneId/events/stream", action: "audit.zoneEventStream", raw: "zoneEventStream", summary: "The zone's change events live (server-sent events, resumable with Last-Event-ID)" },
   { method: "GET", path: "/zones/:zoneId/overview", action: "audit.overview", summary: "Counts, decisions of the last 24 hours and recent audit events of a zone" },
   { method: "GET", path: "/audit-retention", action: "audit.getRetention", summary: "Audit retention in days" },
   { method: "PUT", path: "/audit-retention", action: "audit.putRetention", bodyError: "invalid_body", summary: "Set the audit retention in days" },

@@ -20,6 +20,8 @@ export interface ActionDoc {
   listLimits?: { defaultLimit: number; maxLimit: number };
   query?: Record<string, QueryParamDoc>;
   status: 200 | 201 | 202 | 204;
+  /** The success body's media type when it is not JSON (a live stream). */
+  contentType?: string;
   /** The success body (for a list: one item); absent for 204. */
   response?: JsonSchema;
   /** Route-specific failures by status; the builder adds auth, params, body-parsing and list ones. */

@@ -5,7 +5,7 @@ import type { ServiceSchema } from "moleculer";
 import { config, streamName } from "../../shared/config";
 import { redisClient } from "../../shared/redis";
 import { AppError } from "../../shared/errors";
-import { strictBody } from "../../shared/validation";
+import { RETENTION_BODY } from "./audit.api";
 import { adminAuditStream } from "../../shared/admin-audit";
 import { ZONE_EVENTS_STREAM } from "../../shared/mixins/outbox.mixin";
 import { MongoMixin } from "../../shared/mixins/mongo.mixin";
@@ -71,7 +71,7 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
     },
 
     putRetention: {
-      params: { body: strictBody({ retention_days: { type: "number", integer: true, min: 1 } }) },
+      params: { body: RETENTION_BODY },
       async handler(this: AuditService, ctx: ApiContext<RouteParams<{}, { retention_days: number }>>) {
         const max = config().audit.retentionMaxDays;
         const days = ctx.params.body.retention_days;

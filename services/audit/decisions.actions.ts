@@ -101,7 +101,8 @@ export const decisionActions = {
     params: { params: pathParams("zoneId", "requestId") },
     async handler(this: AuditService, ctx: ApiContext<RouteParams<{ zoneId: string; requestId: string }>>) {
       const { zoneId, requestId } = ctx.params.params;
-      return (await eventsOfRequest(this, zoneId, requestId)).map(detailRow);
+      // All of the request's events in one page: our list envelope, with nothing after it.
+      return { items: (await eventsOfRequest(this, zoneId, requestId)).map(detailRow), next_cursor: null };
     },
   },
 

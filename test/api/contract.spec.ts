@@ -78,7 +78,7 @@ describe("the OpenAPI document", () => {
       const entry = API_MODULES[service]![action]!;
       const success = op.responses[String(entry.status)];
       expect(success).toBeDefined();
-      if (entry.status !== 204) expect(success.content["application/json"].schema).toMatchObject({ type: "object" });
+      if (entry.status !== 204) expect(success.content[entry.contentType ?? "application/json"].schema).toMatchObject({ type: "object" });
       if (r.bodyError) {
         const schema = op.requestBody?.content["application/json"].schema;
         expect({ route: `${r.method} ${r.path}`, properties: Object.keys(schema?.properties ?? {}).length > 0 }).toEqual({ route: `${r.method} ${r.path}`, properties: true });

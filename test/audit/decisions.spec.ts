@@ -162,10 +162,11 @@ describe("by-request and explain", () => {
     await waitForAudit(c, z, 3);
     const r = await get(`/v1/zones/${z}/audit/by-request/${rid}`);
     expect(r.status).toBe(200);
-    expect(Array.isArray(r.body)).toBe(true);
-    expect(r.body.map((e: any) => e.occurred_at)).toEqual([T(1), T(2)]);
-    expect(r.body[1]).toMatchObject({ policy_set_id: "ps1", policy_set_version_id: "psv1", manifest_sha: null, determining_policies_json: [{ policy: "deny-refunds-over-limit" }], diagnostics_json: [] });
-    expect(r.body[1].metadata_json.session_id).toBe("[redacted]");
+    // Our list envelope (decision 1), every event in one page.
+    expect(r.body.next_cursor).toBeNull();
+    expect(r.body.items.map((e: any) => e.occurred_at)).toEqual([T(1), T(2)]);
+    expect(r.body.items[1]).toMatchObject({ policy_set_id: "ps1", policy_set_version_id: "psv1", manifest_sha: null, determining_policies_json: [{ policy: "deny-refunds-over-limit" }], diagnostics_json: [] });
+    expect(r.body.items[1].metadata_json.session_id).toBe("[redacted]");
     const missing = await get(`/v1/zones/${z}/audit/by-request/missing`);
     expect(missing.status).toBe(404);
     expect(missing.body.error).toBe("request_not_found");
