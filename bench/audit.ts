@@ -198,6 +198,28 @@ async function main(): Promise<void> {
       const r = await timed(q);
       say(`  ${size} rows, ${name}: p50 ${r.p50} ms, p99 ${r.p99} ms (${r.rows} rows in the last)`);
     }
+    // The same with ingest going on into the zone (1,000 events/s, newest rows): the marks of the new buckets
+    // are picked up as the pages go.
+    let live = true;
+    let extra = 0;
+    const producer = (async () => {
+      while (live) {
+        const tx = redis.pipeline();
+        for (let k = 0; k < 100; k++, extra++) tx.xadd(STREAM, "MAXLEN", "~", 50_000, "*", ...Object.entries(auditEntry(decisionEvent({ zoneId: zone, requestId: `req-${zone}-live-${extra}` }, extra), auditKey)).flat());
+        await tx.exec();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const [name, q] of cases.slice(0, 2)) {
+      const r = await timed(q);
+      say(`  ${size} rows + 1,000 events/s arriving, ${name}: p50 ${r.p50} ms, p99 ${r.p99} ms`);
+    }
+    live = false;
+    await producer;
+    await waitFor(async () => (await backlog()) === 0, 600_000, "live ingest drain");
+    seeded += extra;
+
     const ids = Array.from({ length: SAMPLES }, () => `req-${zone}-${Math.floor(Math.random() * size)}`);
     const samples: number[] = [];
     for (const id of ids) samples.push((await timed(`/v1/zones/${zone}/audit/by-request/${id}`, 1)).p50);

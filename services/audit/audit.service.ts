@@ -9,6 +9,7 @@ import { RETENTION_BODY } from "./audit.api";
 import { adminAuditStream } from "../../shared/admin-audit";
 import { ZONE_EVENTS_STREAM } from "../../shared/mixins/outbox.mixin";
 import { MongoMixin } from "../../shared/mixins/mongo.mixin";
+import { analyzeStandIn } from "../../shared/store/ferret-indexes";
 import { StreamConsumer, consumerName, sigVerifier } from "../../shared/streams/consumer";
 import type { ApiContext, RouteParams } from "../../shared/meta";
 import { auditEventSchema, ingestAlertSchema } from "./models/audit-event.model";
@@ -30,6 +31,9 @@ export const AUDIT_EVENTS_STREAM = "caracal.audit.events";
 export const GROUPS = { decisions: "audit-ingestor", admin: "audit-admin", zoneEvents: "audit-zone-events" } as const;
 
 const HANDOFF_TRIM_MS = 60_000;
+/** Statistics of the growing collections on the FerretDB stand-in (see analyzeStandIn). */
+const ANALYZE_MS = 15 * 60_000;
+const ANALYZE_EVERY = 100_000;
 const DECISION_BATCH = 1000;
 const AUDIT_BUCKET = 64;
 
@@ -102,6 +106,14 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
   },
 
   methods: {
+    analyzeStore(this: any) {
+      if (this.analyzing) return;
+      this.storedSinceAnalyze = 0;
+      this.analyzing = analyzeStandIn(this.db, [this.models.AuditEvent, this.models.AdminAudit, this.models.ZoneEvent, this.models.ListMark], this.settings.storePostgresUrl ?? config().storePostgresUrl)
+        .catch((err: Error) => this.logger.warn({ err: err.message }, "refreshing the store's statistics failed"))
+        .finally(() => (this.analyzing = null));
+    },
+
     /** Keeps the hand-off stream to what is not yet stored: entries below the oldest unacknowledged go. */
     async trimHandoff(this: any) {
       const stream = adminAuditStream();
@@ -122,6 +134,7 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
 
   created(this: any) {
     this.consumers = {};
+    this.storedSinceAnalyze = 0;
     /** Zone-event entries dropped for a bad signature (not ours). */
     this.droppedZoneEvents = { count: 0 };
   },
@@ -149,7 +162,14 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
         // Large batches: one sequence reservation, one mark update and two inserts per zone per 1,000 events.
         batch: DECISION_BATCH,
         verify: auditVerifier(cfg.auditHmacKey),
-        handle: (entries) => ingestDecisions(this, entries),
+        handle: async (entries) => {
+          const outcomes = await ingestDecisions(this, entries);
+          // A collection that grows fast outruns its statistics (see analyzeStandIn): refresh them after
+          // every ANALYZE_EVERY rows this instance stored, besides the timer.
+          this.storedSinceAnalyze += entries.length;
+          if (this.storedSinceAnalyze >= ANALYZE_EVERY) this.analyzeStore();
+          return outcomes;
+        },
       }),
       admin: new StreamConsumer({
         ...common,
@@ -173,11 +193,15 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
     this.retentionTimer.unref?.();
     this.trimTimer = setInterval(() => void this.trimHandoff().catch(() => undefined), HANDOFF_TRIM_MS);
     this.trimTimer.unref?.();
+    this.analyzeTimer = setInterval(() => this.analyzeStore(), ANALYZE_MS);
+    this.analyzeTimer.unref?.();
+    this.analyzeStore();
   },
 
   async stopped(this: any) {
     clearInterval(this.retentionTimer);
     clearInterval(this.trimTimer);
+    clearInterval(this.analyzeTimer);
     // Before the store closes (the mixin's stopped runs after this one): the batches in hand finish.
     await Promise.all((Object.values(this.consumers) as StreamConsumer[]).map((c) => c.stop()));
   },

@@ -182,6 +182,25 @@ describe("bucketed lists", () => {
     expect(page.decoded).toBeLessThanOrEqual(31 + 3 * 16);
   });
 
+  test("a reader far behind the writers (many new buckets since it last read) pages exactly", async () => {
+    const reader = new ListSequence(redis, seq["marks"], "rows_far", `test_buckets_${suffix}:`, 8);
+    const writer = new ListSequence(redis, seq["marks"], "rows_far", `test_buckets_${suffix}:`, 8);
+    const base = Date.now() - 70_000_000;
+    const write = async (from: number, count: number) => {
+      const stamps = Array.from({ length: count }, (_, i) => new Date(base + (from + i) * 10));
+      const fields = await writer.assign("z-far", stamps);
+      const docs = stamps.map((ts, i) => ({ _id: id(n++), zone_id: "z-far", kind: "a", ts, ...fields[i]! }));
+      await Rows.insertMany(docs);
+      return docs as Row[];
+    };
+    const all = await write(0, 40);
+    expect((await reader.rows<Row>(Rows, "z-far", 100, null, { tsField: "ts" })).rows).toHaveLength(40);
+    // 50 buckets of 8 later, the reader refreshes its marks by chunks.
+    all.push(...(await write(40, 400)));
+    const page = await reader.rows<Row>(Rows, "z-far", 1000, null, { tsField: "ts" });
+    expect(page.rows.map((r) => r._id)).toEqual(expected(all));
+  });
+
   test("concurrent writers share the sequence: no number twice, every row listed once", async () => {
     const base = Date.now() - 30_000_000;
     const batches = await Promise.all(Array.from({ length: 40 }, (_, k) => insert("z-concurrent", Array.from({ length: 10 }, (_, i) => new Date(base + k * 10 + i)))));
