@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
+import { mkdirSync, openSync } from "node:fs";
 import Redis from "ioredis";
 import mongoose from "mongoose";
 import { auditEntry, decisionEvent, AUDIT_STREAM } from "../deploy/emit/audit";
@@ -56,9 +57,12 @@ const env = {
 const GROUP = "audit-ingestor";
 const STREAM = `${namespace}:${AUDIT_STREAM}`;
 
+mkdirSync(join(ROOT, ".local"), { recursive: true });
+const logFd = openSync(join(ROOT, ".local", `bench-audit-${suffix}.log`), "a");
 const children: { name: string; proc: ChildProcess }[] = [];
 function launch(name: string, process: string): void {
-  const proc = spawn(globalThis.process.execPath, ["--import", "tsx", "deploy/local/service.ts", process], { cwd: ROOT, env, stdio: ["ignore", "ignore", "inherit"] });
+  // Warnings of the processes (slow pages with what they read, …) go to .local/bench-audit-<suffix>.log.
+  const proc = spawn(globalThis.process.execPath, ["--import", "tsx", "deploy/local/service.ts", process], { cwd: ROOT, env, stdio: ["ignore", logFd, "inherit"] });
   children.push({ name, proc });
 }
 function stopAll(): void {

@@ -23,6 +23,8 @@ const RULES: Record<string, Rule> = {
 /** The filters a cursor is bound to. */
 const FILTERS = ["since", "until", "request_id", "decision", "event_type", "application_id", "agent_session_id", "session_id", "label"];
 const METADATA_KEYS: ReadonlySet<string> = new Set(AUDIT_METADATA_FIELDS);
+/** A page slower than this is logged with what it read (the store's decode is what a page costs). */
+const SLOW_PAGE_MS = 500;
 
 const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
 
@@ -85,7 +87,10 @@ export const decisionActions = {
       if (v.request_id !== undefined) where.rk = requestKey(zoneId, v.request_id);
       for (const k of ["decision", "event_type", "application_id", "agent_session_id", "session_id"]) if (v[k] !== undefined) where[k] = v[k]!;
       if (v.label !== undefined) where.labels = v.label;
+      const started = Date.now();
       const page = await this.listRows<AuditEventDoc>("AuditEvent", zoneId, q.list, { where, tsField: "occurred_at", window: { since: q.since, until: q.until } });
+      const took = Date.now() - started;
+      if (took > SLOW_PAGE_MS) this.logger.warn({ zone_id: zoneId, ms: took, decoded: page.decoded, buckets: page.buckets, rows: page.rows.length, filters: Object.keys(where) }, "slow audit page");
       if (q.format === "csv") {
         const columns = q.fields ?? [...AUDIT_EXPORT_FIELDS];
         Object.assign(ctx.meta, csvHeaders(`audit-${zoneId}.csv`));
