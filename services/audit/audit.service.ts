@@ -52,7 +52,9 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
       // Decision rows in buckets of 64: a page of 100 then decodes ~130 rows on average instead of ~230 with
       // the default 256, and the store's decode is what a page costs (bench/audit.ts: page 1 p50 at 20,000
       // rows 89 ms against 222 ms). Marks are one per 64 rows: 15,600 for a million, read once per process.
-      { listed: ["AuditEvent", "AdminAudit", "ZoneEvent"], bucketSizes: { AuditEvent: AUDIT_BUCKET } },
+      // The newest 2,048 rows are read from the store, not the row cache: two instances' ingest batches (up to 1,000
+      // each) may still be filling their buckets.
+      { listed: ["AuditEvent", "AdminAudit", "ZoneEvent"], listOptions: { AuditEvent: { bucketSize: AUDIT_BUCKET, openRows: 2 * DECISION_BATCH + 48 } } },
     ),
   ],
 

@@ -114,6 +114,7 @@ const ms = (d: Date | string | number) => new Date(d).getTime();
 
 export class ListSequence {
   private readonly cache = new Map<string, CachedMarks>();
+  private readonly openBuckets: number;
   private cachedCount = 0;
   private readonly recovering = new Map<string, Promise<void>>();
   /** Mark ranges this process knows are stored (it wrote or read them): inserts they cover need no write. */
@@ -131,7 +132,14 @@ export class ListSequence {
     private readonly keyPrefix: string,
     /** Rows per bucket; fixed for the life of a list (it decides every row's bucket). */
     private readonly bucketSize: number = BUCKET_SIZE,
+    /**
+     * The newest rows whose buckets are always read from the store, never from the row cache: at least as
+     * many as one writer inserts at once, since a bucket whose numbers are handed out may still be filling
+     * (a batch of 1,000 spans sixteen buckets of 64; caching the first of them mid-insert would hide rows).
+     */
+    openRows: number = OPEN_BUCKETS * BUCKET_SIZE,
   ) {
+    this.openBuckets = Math.max(OPEN_BUCKETS, Math.ceil(openRows / bucketSize));
     if (!(redis as any).listSeqNext) redis.defineCommand("listSeqNext", { numberOfKeys: 1, lua: NEXT });
   }
 
@@ -445,7 +453,7 @@ export class ListSequence {
       if (result.buckets >= MAX_BUCKETS_PER_PAGE || (result.buckets > 0 && Date.now() - started > PAGE_BUDGET_MS)) break;
       const now = candidates.slice(i, i + batch);
       i += now.length;
-      const fetched = await Promise.all(now.map((c) => this.bucketRows(model, scope, c.bucket, c.bucket > topBucket - OPEN_BUCKETS, version ?? "0", opts, result)));
+      const fetched = await Promise.all(now.map((c) => this.bucketRows(model, scope, c.bucket, c.bucket > topBucket - this.openBuckets, version ?? "0", opts, result)));
       for (const rows of fetched) {
         result.buckets++;
         for (const row of rows) if (before(row) && (!opts.match || opts.match(row))) pool.push(row);

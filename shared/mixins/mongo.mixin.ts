@@ -43,8 +43,8 @@ export interface MongoMethods {
 export interface MongoOptions {
   /** Models listed through bucketed pages; their documents carry `_seq` and `_bucket` (shared/list/buckets.ts). */
   listed?: string[];
-  /** Rows per bucket of a listed model when not the default (fixed for the life of its collection). */
-  bucketSizes?: Record<string, number>;
+  /** Bucket size (fixed for the life of its collection) and open rows of a listed model, when not the defaults. */
+  listOptions?: Record<string, { bucketSize?: number; openRows?: number }>;
 }
 
 /** `models` maps a model name to its schema and collection; indexes are declared on the schemas. */
@@ -62,7 +62,7 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       }
       if (listed.length) this.models.ListMark = this.db.model("ListMark", bucketMarkSchema, `${this.name}_list_marks`);
       this.listSequences = {};
-      this.listBucketSizes = options.bucketSizes ?? {};
+      this.listOptions = options.listOptions ?? {};
     },
     async started(this: any) {
       await this.db.asPromise();
@@ -124,7 +124,7 @@ function listSequence(service: any, model: string): ListSequence {
     const m = service.models[model] as Model<any>;
     if (!m || !service.models.ListMark) throw new Error(`${model} is not a listed model of ${service.name}`);
     // The database name keeps test databases (one per suite) apart on a shared Redis.
-    seq = new ListSequence(redisClient(service.settings?.redisUrl ?? config().redisUrl), service.models.ListMark, m.collection.name, `${m.db.name}:`, service.listBucketSizes?.[model]);
+    seq = new ListSequence(redisClient(service.settings?.redisUrl ?? config().redisUrl), service.models.ListMark, m.collection.name, `${m.db.name}:`, service.listOptions?.[model]?.bucketSize, service.listOptions?.[model]?.openRows);
     service.listSequences[model] = seq;
   }
   return seq;

@@ -201,6 +201,19 @@ describe("bucketed lists", () => {
     expect(page.rows.map((r) => r._id)).toEqual(expected(all));
   });
 
+  test("buckets a writer is still filling (one batch spans several) are not cached half full", async () => {
+    const list = new ListSequence(redis, seq["marks"], "rows_batch", `test_buckets_${suffix}:`, 8, 64);
+    const base = Date.now() - 80_000_000;
+    const stamps = Array.from({ length: 64 }, (_, i) => new Date(base + i));
+    const fields = await list.assign("z-batch", stamps);
+    const docs = stamps.map((ts, i) => ({ _id: id(n++), zone_id: "z-batch", kind: "a", ts, ...fields[i]! }));
+    // The batch's second half lands first; a page read in between must not keep the first half's buckets empty.
+    await Rows.insertMany(docs.slice(32));
+    expect((await list.rows<Row>(Rows, "z-batch", 1000, null, { tsField: "ts" })).rows).toHaveLength(32);
+    await Rows.insertMany(docs.slice(0, 32));
+    expect((await list.rows<Row>(Rows, "z-batch", 1000, null, { tsField: "ts" })).rows.map((r) => r._id)).toEqual(expected(docs as Row[]));
+  });
+
   test("concurrent writers share the sequence: no number twice, every row listed once", async () => {
     const base = Date.now() - 30_000_000;
     const batches = await Promise.all(Array.from({ length: 40 }, (_, k) => insert("z-concurrent", Array.from({ length: 10 }, (_, i) => new Date(base + k * 10 + i)))));
