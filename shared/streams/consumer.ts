@@ -26,6 +26,7 @@
 // - DLQ entry fields: `reason`, `received_at` (unix ms), `stream`, `group`, `entry_id` (the Redis id),
 //   `deliveries`, and `src_<name>` for each original field; signed (`kid`, `_sig`) when `dlqKey` is given.
 //   The DLQ write and the XACK are one MULTI, so a parked entry is never lost nor left pending.
+// - `concurrency` > 1 lets several batches be handled at once (then out of stream order: see the option).
 // - At start the group is created (at `startId`, with MKSTREAM) and this consumer's own pending entries are
 //   handled first. Entries idle in any consumer of the group for `claimIdleMs` are claimed (XAUTOCLAIM), so
 //   an instance that died leaves nothing behind. `stop()` ends the blocking read, waits for the batch in hand
@@ -39,7 +40,10 @@ export interface StreamEntry {
   /** The Redis entry id (`<ms>-<seq>`): the idempotency key. */
   id: string;
   fields: Record<string, string>;
-  /** How many times the group has delivered it (1 on first delivery). */
+  /**
+   * How many times it has been handed over: the group's delivery count, plus one when it is handed over again
+   * alone after its batch failed. Above 1, an earlier attempt may have applied part of it.
+   */
   deliveries: number;
 }
 
@@ -63,6 +67,12 @@ export interface ConsumerOptions {
   verify?: Verifier;
   /** Entries per read and per handler call (default 100). */
   batch?: number;
+  /**
+   * Batches handled at once (default 1: one after the other). Above 1 the next read starts while earlier
+   * batches are being stored, so entries can be handled out of stream order: the handler must cope (hold
+   * what comes before its target, order by entry id where order matters).
+   */
+  concurrency?: number;
   /** How long one read blocks waiting for new entries (default 5000 ms). */
   blockMs?: number;
   /** Entries pending this long in any consumer are claimed (default 30 000 ms). */
@@ -100,6 +110,27 @@ export function sigVerifier(keys: SigningKey[]): Verifier {
   };
 }
 
+/**
+ * The fields of a DLQ entry for `entry` of `stream` (for code that parks an entry it already acknowledged,
+ * such as a held entry that turns out bad when it is finally applied).
+ */
+export function dlqFields(stream: string, group: string, entry: StreamEntry, reason: string, dlqStream = `${stream}.dlq`, key: SigningKey | null = null): Record<string, string> {
+  const fields: Record<string, string> = {
+    reason,
+    received_at: String(Date.now()),
+    stream,
+    group,
+    entry_id: entry.id,
+    deliveries: String(entry.deliveries),
+  };
+  for (const [name, value] of Object.entries(entry.fields)) fields[`src_${name}`] = value;
+  if (key) {
+    fields.kid = key.kid;
+    fields._sig = sign(key.key, dlqStream, fields);
+  }
+  return fields;
+}
+
 const STALE_CONSUMER_MS = 3600_000;
 
 export class StreamConsumer {
@@ -110,11 +141,13 @@ export class StreamConsumer {
   private nextClaimAt = 0;
   private nextTidyAt = 0;
   private readonly lastErrors = new Map<string, string>();
+  private readonly inflight = new Set<Promise<void>>();
   readonly stats: ConsumerStats = { delivered: 0, acked: 0, parked: 0, retried: 0, claimed: 0, lastError: null };
 
   constructor(options: ConsumerOptions) {
     this.o = {
       batch: 100,
+      concurrency: 1,
       blockMs: 5000,
       claimIdleMs: 30_000,
       maxDeliveries: 8,
@@ -183,7 +216,7 @@ export class StreamConsumer {
         const res = (await this.blocking!.xreadgroup("GROUP", this.o.group, this.o.consumer, "COUNT", this.o.batch, "BLOCK", block, "STREAMS", this.o.stream, ">")) as [string, [string, string[]][]][] | null;
         if (this.stopping && !res) break;
         const raw = res?.[0]?.[1] ?? [];
-        if (raw.length) await this.process(raw.map(([id, flat]) => ({ id, fields: fieldsOf(flat), deliveries: 1 })));
+        if (raw.length) await this.dispatch(raw.map(([id, flat]) => ({ id, fields: fieldsOf(flat), deliveries: 1 })));
       } catch (err) {
         if (this.stopping) break;
         const message = (err as Error).message;
@@ -193,6 +226,20 @@ export class StreamConsumer {
         await new Promise((r) => setTimeout(r, 500));
       }
     }
+    await Promise.all(this.inflight);
+  }
+
+  /** Handles a batch, with up to `concurrency` batches in flight (the next read starts meanwhile). */
+  private async dispatch(entries: StreamEntry[]): Promise<void> {
+    if (this.o.concurrency <= 1) return this.process(entries);
+    const p: Promise<void> = this.process(entries)
+      .catch((err) => {
+        this.stats.lastError = (err as Error).message;
+        this.o.logger?.warn({ err: (err as Error).message, stream: this.o.stream }, "stream batch failed; its entries stay pending and are retried");
+      })
+      .finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+    if (this.inflight.size >= this.o.concurrency) await Promise.race(this.inflight);
   }
 
   private async drainOwn(): Promise<void> {
@@ -257,8 +304,10 @@ export class StreamConsumer {
       }
       if (outcomes) this.sort(valid, outcomes, ack, park);
       else if (valid.length > 1) {
-        // One at a time: the entries that succeed are acknowledged, the failing one stays pending.
-        for (const entry of valid) {
+        // One at a time: the entries that succeed are acknowledged, the failing one stays pending. Each may
+        // have been partly applied by the failed batch: it is handed over as delivered once more.
+        for (const original of valid) {
+          const entry = { ...original, deliveries: original.deliveries + 1 };
           try {
             this.sort([entry], (await this.o.handle([entry])) ?? ["ack"], ack, park);
           } catch (err) {
@@ -298,19 +347,7 @@ export class StreamConsumer {
   private async park(items: { entry: StreamEntry; reason: string }[]): Promise<void> {
     const tx = this.o.redis.multi();
     for (const { entry, reason } of items) {
-      const fields: Record<string, string> = {
-        reason,
-        received_at: String(Date.now()),
-        stream: this.o.stream,
-        group: this.o.group,
-        entry_id: entry.id,
-        deliveries: String(entry.deliveries),
-      };
-      for (const [name, value] of Object.entries(entry.fields)) fields[`src_${name}`] = value;
-      if (this.o.dlqKey) {
-        fields.kid = this.o.dlqKey.kid;
-        fields._sig = sign(this.o.dlqKey.key, this.o.dlqStream, fields);
-      }
+      const fields = dlqFields(this.o.stream, this.o.group, entry, reason, this.o.dlqStream, this.o.dlqKey ?? null);
       tx.xadd(this.o.dlqStream, "MAXLEN", "~", this.o.dlqMaxLen, "*", ...toStreamArgs(fields));
       tx.xack(this.o.stream, this.o.group, entry.id);
     }
