@@ -10,27 +10,45 @@ import { redisClient } from "../shared/redis";
 import { PATH_ID_PATTERN } from "../shared/ids";
 import { AppError } from "../shared/errors";
 import type { Actor } from "../shared/actor";
-import { ROUTES, routeFor, methodsForPath, routedServices } from "./routes";
+import { ROUTES, routeFor, routedServices } from "./routes";
 import { toEnvelope } from "./errors";
 import { bearerToken, lookupDigest } from "./tokens";
 import { checkSystemZoneGate, checkTokenGates, zoneIdOfPath } from "./gates";
 import { countInWindow, enforceLimit, rateLimited } from "./limits";
+import { allowedMethods, bodyHeaderProblem, bodyShapeProblem, OPS_PATHS, pathOf, UNCOUNTED_PATHS, urlProblem } from "./edge";
+import { createGatewayServer } from "./http-server";
+import { fingerprint, IdempotencyStore, parseIdempotencyKey, type Handle, type StoredResponse } from "./idempotency";
 import { buildOpenApi, docsPage } from "./openapi";
 import type { EmbeddedPrometheusReporter } from "../shared/broker";
 
-type Req = IncomingMessage & { $ctx?: Context<any, any>; $actor?: Actor; $requestId?: string; $route?: unknown; body?: unknown; query?: Record<string, unknown>; originalUrl?: string; parsedUrl?: string };
+type Req = IncomingMessage & {
+  $ctx?: Context<any, any>;
+  $actor?: Actor;
+  $requestId?: string;
+  /** The method as the client sent it (HEAD is served as GET). */
+  $method?: string;
+  $idempotency?: Handle;
+  $route?: unknown;
+  body?: unknown;
+  query?: Record<string, unknown>;
+  originalUrl?: string;
+  parsedUrl?: string;
+};
 type Res = ServerResponse;
 type Next = (err?: unknown) => void;
 
 const SYSTEM_ZONE_CACHE_MS = 30_000;
 const ACTOR_MEMO_MS = 1_000;
 
-function pathOf(req: Req): string {
-  const url = req.originalUrl ?? req.url ?? "/";
-  const q = url.indexOf("?");
-  const p = q === -1 ? url : url.slice(0, q);
-  return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
-}
+const requestPath = (req: Req): string => pathOf(req.originalUrl ?? req.url ?? "/");
+
+/** Methods that become a label value as they are; anything else is "other" (labels stay a fixed set). */
+const LABELLED_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const WRITE_METHODS = new Set(["POST", "PATCH", "DELETE"]);
+
+/** A dependency of the gateway itself (Redis) failing is not the client's fault: 503, never 500. */
+const unavailable = (err: unknown): unknown =>
+  err instanceof AppError ? err : new AppError(503, "service_unavailable", "A dependency of the gateway is not reachable; retry");
 
 function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
@@ -53,19 +71,9 @@ const ApiService: ServiceSchema<any> = {
     logResponseData: null,
     log4XXResponses: false,
     logRouteRegistration: false,
-    // Runs before anything else for every request: the request id and the /v1 security headers.
-    rootCallOptions(this: any, options: Record<string, unknown>, req: Req, res: Res) {
-      const given = req.headers["x-request-id"];
-      const requestId = typeof given === "string" && PATH_ID_PATTERN.test(given) ? given : randomUUID();
-      options.requestID = requestId;
-      req.$requestId = requestId;
-      res.setHeader("X-Request-Id", requestId);
-      if ((req.url ?? "").startsWith("/v1")) {
-        res.setHeader("Cache-Control", "no-store");
-        res.setHeader("X-Content-Type-Options", "nosniff");
-        res.setHeader("Referrer-Policy", "no-referrer");
-      }
-      this.observe(req, res);
+    // The request id was fixed by the front door (frontDoor) before moleculer-web saw the request.
+    rootCallOptions(this: any, options: Record<string, unknown>, req: Req) {
+      options.requestID = req.$requestId;
     },
     onError(this: any, req: Req, res: Res, err: any) {
       this.sendEnvelope(req, res, err);
@@ -99,18 +107,22 @@ const ApiService: ServiceSchema<any> = {
         mappingPolicy: "restrict",
         autoAliases: false,
         mergeParams: false,
-        bodyParsers: { json: { strict: true, limit: config().bodyLimitBytes }, urlencoded: false },
+        // Encoded bodies never get here (the front door answers 415), so nothing is inflated.
+        bodyParsers: { json: { strict: true, limit: config().bodyLimitBytes, inflate: false }, urlencoded: false },
         use: [
-          function mediaType(this: any, req: Req, res: Res, next: Next) {
-            this.checkMediaType(req).then(() => next(), next);
+          function bodyShape(this: any, req: Req, res: Res, next: Next) {
+            const route = routeFor(req.method ?? "GET", requestPath(req));
+            const problem = bodyShapeProblem(req.body, route?.bodyError ?? "invalid_body");
+            next(problem ?? undefined);
           },
           function admission(this: any, req: Req, res: Res, next: Next) {
-            this.admit(req).then(() => next(), next);
+            this.admit(req, res).then((answered: boolean) => (answered ? undefined : next()), next);
           },
         ],
         aliases: Object.fromEntries(ROUTES.map((r) => [`${r.method} ${r.path}`, r.action])),
         onBeforeCall(this: any, ctx: Context<any, any>, route: unknown, req: Req) {
           ctx.meta.actor = req.$actor;
+          if (req.$idempotency) ctx.meta.idempotency = req.$idempotency.meta;
         },
         onAfterCall(this: any, ctx: Context<any, any>, route: unknown, req: Req, res: Res, data: any) {
           if (data && typeof data === "object" && "next_cursor" in data && data.next_cursor) {
@@ -132,66 +144,126 @@ const ApiService: ServiceSchema<any> = {
   },
 
   methods: {
+    /** Replaces moleculer-web's server: ours has the time limits, the connection cap and the front door. */
+    createServer(this: any) {
+      this.gatewayServer = createGatewayServer(config().http, (req, res) => this.frontDoor(req, res));
+      this.server = this.gatewayServer.server;
+      this.isHTTPS = false;
+    },
+
+    /**
+     * Every request starts here: its id and headers, then the checks that need neither a token nor a
+     * service (per-IP budget, URL, method, body headers); what passes goes on to moleculer-web.
+     */
+    async frontDoor(this: any, req: Req, res: Res) {
+      const given = req.headers["x-request-id"];
+      req.$requestId = typeof given === "string" && PATH_ID_PATTERN.test(given) ? given : randomUUID();
+      req.$method = req.method ?? "GET";
+      res.setHeader("X-Request-Id", req.$requestId);
+      res.setHeader("X-Content-Type-Options", "nosniff");
+      if ((req.url ?? "").startsWith("/v1")) {
+        res.setHeader("Cache-Control", "no-store");
+        res.setHeader("Referrer-Policy", "no-referrer");
+      }
+      if (this.draining) res.setHeader("Connection", "close");
+      this.observe(req, res);
+      try {
+        if (await this.screen(req, res)) return;
+      } catch (err) {
+        // The body (if any) was not read: the connection cannot carry another request.
+        res.setHeader("Connection", "close");
+        return this.sendEnvelope(req, res, err);
+      }
+      return this.httpHandler(req, res);
+    },
+
+    /** Returns true when it has answered (OPTIONS); throws the rejection; else the request goes on. */
+    async screen(this: any, req: Req, res: Res): Promise<boolean> {
+      const cfg = config();
+      const path = requestPath(req);
+      if (!UNCOUNTED_PATHS.has(path)) {
+        const ip = req.socket.remoteAddress ?? "unknown";
+        await enforceLimit(this.redis, `${cfg.namespace}:api:v1_rl:ip`, ip, cfg.rateLimitPerMin).catch((err: unknown) => {
+          throw unavailable(err);
+        });
+      }
+      const bad = urlProblem(req.url ?? "/");
+      if (bad) throw bad;
+      const allowed = allowedMethods(path);
+      if (!allowed.length) throw new AppError(404, "route_not_found", `No route ${req.$method} ${path}`);
+      if (req.$method === "OPTIONS") {
+        res.writeHead(204, { Allow: allowed.join(", ") });
+        res.end();
+        return true;
+      }
+      if (!allowed.includes(req.$method!)) {
+        res.setHeader("Allow", allowed.join(", "));
+        throw new AppError(405, "method_not_allowed", `${req.$method} is not allowed here`);
+      }
+      // Node already sends no body for a HEAD request; served as GET, it answers exactly like GET.
+      if (req.$method === "HEAD") req.method = "GET";
+      const body = bodyHeaderProblem(req.method!, req.headers, cfg.bodyLimitBytes);
+      if (body) throw body;
+      return false;
+    },
+
     /** Per-request bookkeeping: latency histogram, counter and one log line when the response ends. */
     observe(this: any, req: Req, res: Res) {
       const started = process.hrtime.bigint();
       res.once("finish", () => {
-        const path = pathOf(req);
-        const route = routeFor(req.method ?? "GET", path);
-        const label = route ? `/v1${route.path}` : path.startsWith("/v1") ? "unmatched" : path;
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        const labels = { method: req.method ?? "GET", route: label, status: String(res.statusCode) };
+        const path = requestPath(req);
+        const method = req.$method ?? req.method ?? "GET";
+        // Label values come from fixed sets only (templates, not paths), so no client can add series.
+        const route = path.startsWith("/v1") ? routeFor(req.method ?? "GET", path) : undefined;
+        const label = route ? `/v1${route.path}` : OPS_PATHS.has(path) ? path : "unmatched";
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        const labels = { method: LABELLED_METHODS.has(method) ? method : "other", route: label, status: String(res.statusCode) };
         this.httpRequests.inc(labels);
-        this.httpLatency.observe(labels, seconds);
-        if (res.statusCode >= 500) this.logger.error({ request_id: req.$requestId, ...labels, ms: Math.round(seconds * 1000) }, "request failed");
-        else if (this.settings.$logEachRequest) this.logger.info({ request_id: req.$requestId, ...labels, ms: Math.round(seconds * 1000) }, "request");
+        this.httpLatency.observe(labels, ms / 1000);
+        const line = { request_id: req.$requestId, ...labels, ms: Math.round(ms) };
+        const probe = label === "/health" || label === "/ready" || label === "/metrics";
+        // /ready answers 503 while the cluster starts: that is expected until it has once been ready.
+        if (label === "/ready" && res.statusCode === 503 && !this.readyOnce) this.logger.debug(line, "request");
+        else if (res.statusCode >= 500) this.logger.error(line, "request failed");
+        else if (probe) this.logger.debug(line, "request");
+        else this.logger.info(line, "request");
       });
     },
 
     sendEnvelope(this: any, req: Req, res: Res, err: any) {
-      const path = pathOf(req);
+      const path = requestPath(req);
       let error = err;
-      // moleculer-web's own "not found" means no alias matched: a known path with another method is 405.
+      // moleculer-web's own "not found" (the front door routes first, so rarely): 404 or 405.
       if (err?.name === "NotFoundError" && err?.type === "NOT_FOUND") {
-        const allowed = methodsForPath(path);
+        const allowed = allowedMethods(path);
         error = allowed.length
-          ? Object.assign(new AppError(405, "method_not_allowed", `${req.method} is not allowed here`), { allow: allowed })
+          ? new AppError(405, "method_not_allowed", `${req.method} is not allowed here`)
           : new AppError(404, "route_not_found", `No route ${req.method} ${path}`);
-        if (allowed.length) res.setHeader("Allow", [...new Set(allowed)].join(", "));
+        if (allowed.length && !res.headersSent) res.setHeader("Allow", allowed.join(", "));
       }
       const route = routeFor(req.method ?? "GET", path);
       const envelope = toEnvelope(error, req.$requestId ?? randomUUID(), route?.bodyError);
       if (envelope.status >= 500) this.logger.error({ request_id: req.$requestId, err: { name: err?.name, message: err?.message, type: err?.type } }, "request error");
+      if (envelope.status === 413 && !res.headersSent) res.setHeader("Connection", "close");
       sendJson(res, envelope.status, envelope.body, envelope.headers);
     },
 
-    /** JSON bodies only: a body with another content type is refused before anything else reads it. */
-    async checkMediaType(req: Req) {
-      const method = req.method ?? "GET";
-      if (method === "GET" || method === "HEAD" || method === "DELETE") return;
-      const length = Number(req.headers["content-length"] ?? 0);
-      const hasBody = length > 0 || req.headers["transfer-encoding"] !== undefined;
-      if (!hasBody) return;
-      const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-      if (type !== "application/json") throw new AppError(415, "unsupported_media_type", "Send the body as application/json");
-    },
-
-    /** Per-IP limit, authentication, the gates in order, then the per-actor limit. */
-    async admit(req: Req) {
+    /** Authentication, the gates in order, the per-actor limit, then Idempotency-Key. True when answered (a replay). */
+    async admit(this: any, req: Req, res: Res): Promise<boolean> {
       const cfg = config();
       const redis: Redis = this.redis;
       const ip = req.socket.remoteAddress ?? "unknown";
-      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:ip`, ip, cfg.rateLimitPerMin);
-
       const method = req.method ?? "GET";
-      const path = pathOf(req);
+      const path = requestPath(req);
       const route = routeFor(method, path);
-      if (route?.public) return;
+      if (route?.public) return false;
 
       const token = bearerToken(req.headers.authorization);
       const actor: Actor | null = token ? await this.actorFor(token, req.$requestId) : null;
       if (!actor) {
-        const { count, retryAfterSec } = await countInWindow(redis, `${cfg.namespace}:api:auth_fail:ip`, ip);
+        const { count, retryAfterSec } = await countInWindow(redis, `${cfg.namespace}:api:auth_fail:ip`, ip).catch((err: unknown) => {
+          throw unavailable(err);
+        });
         if (cfg.authFailLimitPerMin > 0 && count > cfg.authFailLimitPerMin) throw rateLimited(retryAfterSec);
         throw new AppError(401, "invalid_admin_token", "A valid admin bearer token is required");
       }
@@ -200,8 +272,53 @@ const ApiService: ServiceSchema<any> = {
       if (zoneId && method !== "GET" && method !== "HEAD" && !actor.bootstrap) {
         checkSystemZoneGate(actor, method, path, await this.zoneIsReserved(zoneId));
       }
-      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:actor`, actor.id, cfg.actorRateLimitPerMin);
+      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:actor`, actor.id, cfg.actorRateLimitPerMin).catch((err: unknown) => {
+        throw unavailable(err);
+      });
       req.$actor = actor;
+      if (WRITE_METHODS.has(method)) {
+        const key = parseIdempotencyKey(req.headers["idempotency-key"]);
+        if (key) return this.idempotent(req, res, actor, key, path);
+      }
+      return false;
+    },
+
+    /**
+     * Idempotency-Key: a replay answers here; a first or retried attempt goes on, and its answer is
+     * stored before it is sent, so a retry that arrives right after it already finds it.
+     */
+    async idempotent(this: any, req: Req, res: Res, actor: Actor, key: string, path: string): Promise<boolean> {
+      const store: IdempotencyStore = this.idempotency;
+      const begin = await store.begin(actor.id, key, fingerprint(req.method!, path, req.body)).catch((err: unknown) => {
+        throw unavailable(err);
+      });
+      if (begin.kind === "mismatch") throw new AppError(422, "idempotency_key_reused", "This Idempotency-Key was used for a different request");
+      if (begin.kind === "in_use") {
+        throw Object.assign(new AppError(409, "idempotency_key_in_use", "A request with this Idempotency-Key is still being processed; retry later"), { retryAfter: 1 });
+      }
+      if (begin.kind === "replay") {
+        const r = begin.response;
+        res.writeHead(r.status, { "Content-Type": r.content_type || "application/json; charset=utf-8", "Idempotent-Replayed": "true", ...(r.location ? { Location: r.location } : {}) });
+        res.end(r.status === 204 ? undefined : r.body);
+        return true;
+      }
+      req.$idempotency = begin.handle;
+      const end = res.end.bind(res) as (...args: unknown[]) => Res;
+      res.end = ((...args: unknown[]) => {
+        const chunk = typeof args[0] === "function" ? undefined : args[0];
+        const response: StoredResponse = {
+          status: res.statusCode,
+          body: typeof chunk === "string" ? chunk : Buffer.isBuffer(chunk) ? chunk.toString("utf8") : "",
+          ...(res.getHeader("location") ? { location: String(res.getHeader("location")) } : {}),
+          ...(res.getHeader("content-type") ? { content_type: String(res.getHeader("content-type")) } : {}),
+        };
+        store
+          .finish(begin.handle, response)
+          .catch((err: Error) => this.logger.warn({ request_id: req.$requestId, err: err.message }, "idempotency record not stored"))
+          .finally(() => end(...args));
+        return res;
+      }) as Res["end"];
+      return false;
     },
 
     /**
@@ -270,7 +387,14 @@ const ApiService: ServiceSchema<any> = {
       } catch {
         return fail("outbox_unreachable", "outbox");
       }
+      this.readyOnce = true;
       sendJson(res, 200, { ok: true });
+    },
+
+    /** Shutdown, first step: stop accepting, answer what is in flight (at most `timeoutMs`), then let the broker stop. */
+    async drain(this: any, timeoutMs = 10_000) {
+      this.draining = true;
+      await this.gatewayServer?.drain(timeoutMs);
     },
 
     /** Every service the route table names, or the READY_SERVICES list when a deployment runs fewer. */
@@ -335,7 +459,12 @@ const ApiService: ServiceSchema<any> = {
   created(this: any) {
     this.reservedZones = new Map();
     this.actorMemo = new Map();
+    const cfg = config();
+    this.redis = redisClient();
+    // An attempt holds its key at most as long as a request can take, with room to spare.
+    this.idempotency = new IdempotencyStore(this.redis, cfg.namespace, cfg.idempotencyTtlSec, 2 * cfg.cluster.requestTimeoutMs + 5_000);
     this.draining = false;
+    this.readyOnce = false;
     this.registry = new client.Registry();
     client.collectDefaultMetrics({ register: this.registry, prefix: "caracal_gateway_" });
     this.httpRequests = new client.Counter({ name: "caracal_http_requests_total", help: "HTTP requests by route and status", labelNames: ["method", "route", "status"], registers: [this.registry] });
@@ -356,14 +485,10 @@ const ApiService: ServiceSchema<any> = {
     };
   },
 
-  started(this: any) {
-    this.redis = redisClient();
-  },
 
-  stopped(this: any) {
-    this.draining = true;
+  async stopped(this: any) {
     // Keep-alive sockets would otherwise hold the close open until clients hang up.
-    this.server?.closeIdleConnections?.();
+    await this.drain(5_000);
   },
 };
 

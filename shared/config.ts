@@ -20,6 +20,14 @@ export interface Config {
   zoneKek: Buffer;
   metricsBearer: string | null;
   bodyLimitBytes: number;
+  /** HTTP server limits against slow or greedy clients (ms; connections per client IP). */
+  http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number; maxConnectionsPerIp: number };
+  /** How long an Idempotency-Key's first response is kept for replay. */
+  idempotencyTtlSec: number;
+  /** Writers that may wait for one document per process before the next is refused with 429. */
+  writeQueueMax: number;
+  /** Liveness between processes: heartbeat period and silence after which a node counts as gone (0 = Moleculer's own check). */
+  cluster: { heartbeatMs: number; nodeTimeoutMs: number; requestTimeoutMs: number; circuitBreaker: boolean };
   rateLimitPerMin: number;
   actorRateLimitPerMin: number;
   authFailLimitPerMin: number;
@@ -102,7 +110,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     auditHmacKey: hexKey(env, "AUDIT_HMAC_KEY", release, generated),
     zoneKek,
     metricsBearer,
-    bodyLimitBytes: int(env, "API_BODY_LIMIT_BYTES", 1024 * 1024, 1),
+    // Half of NATS's default max_payload (1 MiB): a body travels inside a larger request packet.
+    bodyLimitBytes: int(env, "API_BODY_LIMIT_BYTES", 512 * 1024, 1),
+    http: {
+      headersTimeoutMs: int(env, "HTTP_HEADERS_TIMEOUT_MS", 10_000, 100),
+      requestTimeoutMs: int(env, "HTTP_REQUEST_TIMEOUT_MS", 30_000, 100),
+      keepAliveTimeoutMs: int(env, "HTTP_KEEP_ALIVE_TIMEOUT_MS", 5_000, 100),
+      maxConnectionsPerIp: int(env, "HTTP_MAX_CONNECTIONS_PER_IP", 256, 1),
+    },
+    idempotencyTtlSec: int(env, "IDEMPOTENCY_TTL_SEC", 24 * 3600, 1),
+    writeQueueMax: int(env, "WRITE_QUEUE_MAX", 512, 1),
+    cluster: {
+      heartbeatMs: int(env, "CLUSTER_HEARTBEAT_MS", 500, 50),
+      nodeTimeoutMs: int(env, "CLUSTER_NODE_TIMEOUT_MS", 1500, 0),
+      requestTimeoutMs: int(env, "CLUSTER_REQUEST_TIMEOUT_MS", 10_000, 100),
+      circuitBreaker: (env.CLUSTER_CIRCUIT_BREAKER ?? "").trim() === "true",
+    },
     rateLimitPerMin: int(env, "API_V1_RATE_LIMIT_PER_MIN", 600),
     actorRateLimitPerMin: int(env, "API_V1_ACTOR_RATE_LIMIT_PER_MIN", 1200),
     authFailLimitPerMin: int(env, "ADMIN_AUTH_FAIL_LIMIT_PER_MIN", 60),
