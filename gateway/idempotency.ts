@@ -5,7 +5,7 @@
 // and replayed. A 5xx or 429 leaves the outcome `unknown`: the write may or may not have committed (a
 // process died between its write and its reply), so the next attempt runs again with the same seed,
 // from which the services derive the same ids and find what the earlier attempt stored.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import type Redis from "ioredis";
 import { AppError } from "../shared/errors";
 
@@ -114,9 +114,26 @@ export class IdempotencyStore {
   /** Keeps a final answer for replay; anything else leaves the outcome unknown for the next attempt. */
   async finish(handle: Handle, response: StoredResponse): Promise<void> {
     const final = response.status < 500 && response.status !== 429;
-    const record: IdempotencyRecord = final ? { ...handle.record, state: "done", lease: "0", response } : { ...handle.record, state: "unknown", lease: "0" };
+    const kept = { ...response, body: withoutSecrets(response.body) };
+    const record: IdempotencyRecord = final ? { ...handle.record, state: "done", lease: "0", response: kept } : { ...handle.record, state: "unknown", lease: "0" };
     await this.redis.set(handle.redisKey, JSON.stringify(record), "EX", this.ttlSec);
   }
 }
 
-export const newSeed = (): string => randomBytes(8).toString("hex");
+/**
+ * Fields shown once at creation (a client secret, an admin token) are not kept for replay: a replay
+ * answers the same status and object without them, so no secret outlives its first response.
+ */
+const SHOWN_ONCE = ["client_secret", "token", "secret", "api_key", "bearer_token", "private_key"];
+
+function withoutSecrets(body: string): string {
+  if (!SHOWN_ONCE.some((f) => body.includes(`"${f}"`))) return body;
+  try {
+    const parsed = JSON.parse(body) as unknown;
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return body;
+    for (const f of SHOWN_ONCE) delete (parsed as Record<string, unknown>)[f];
+    return JSON.stringify(parsed);
+  } catch {
+    return body;
+  }
+}

@@ -7,7 +7,6 @@ import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixi
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { badRequest, conflict, notFound } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
-import { newId } from "../../shared/ids";
 import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
@@ -131,7 +130,9 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const { publicConfig, secrets } = validateProviderConfig(kind, body.config_json, true);
         const base = explicit ?? providerIdentifierBase(name, kind);
         assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.providerIdentifier);
-        const id = newId();
+        const id = this.entityId(ctx);
+        const prior = await this.priorCreate<ProviderDoc>(ctx, "Provider", id);
+        if (prior) return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(prior));
         const now = new Date();
         const sealed = Object.keys(secrets).length ? await this.sealSecrets(zoneId, id, secrets) : null;
         // Generated identifiers take the lowest free suffix among active providers (-2, -3, …): each try is an
@@ -145,6 +146,8 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
             await this.providers().create({ ...doc, ...withNewEvents(events) });
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
+            const raced = await this.priorCreate<ProviderDoc>(ctx, "Provider", id);
+            if (raced) return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(raced));
             if (explicit) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
             continue;
           }
@@ -273,10 +276,13 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         else await this.checkGatewayApp(ctx, zoneId, gatewayApp!);
         if (control && !providerId) providerId = await this.noneProvider(ctx, zoneId);
 
-        const id = newId();
+        const id = this.entityId(ctx);
         const counters = this.models.Counter as Model<{ _id: string; value: number }>;
         // The quota counter and the insert run under one lock per zone.
         return this.locked(counters, `resources:${zoneId}`, async () => {
+          // A retry (same Idempotency-Key) of a create that was stored but never answered gets it back.
+          const prior = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
+          if (prior) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(prior));
           const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 0;
           if (count >= config().maxResourcesPerZone) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
           const now = new Date();
