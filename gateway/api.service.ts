@@ -53,7 +53,7 @@ const unavailable = (err: unknown): unknown =>
 function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
   const payload = status === 204 ? "" : JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...headers });
+  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...(status === 204 ? {} : { "Content-Length": String(Buffer.byteLength(payload)) }), ...headers });
   res.end(payload);
 }
 
@@ -200,8 +200,16 @@ const ApiService: ServiceSchema<any> = {
         res.setHeader("Allow", allowed.join(", "));
         throw new AppError(405, "method_not_allowed", `${req.$method} is not allowed here`);
       }
-      // Node already sends no body for a HEAD request; served as GET, it answers exactly like GET.
-      if (req.$method === "HEAD") req.method = "GET";
+      // Node sends no body for a HEAD request; served as GET it answers like GET, length included.
+      if (req.$method === "HEAD") {
+        req.method = "GET";
+        const end = res.end.bind(res) as (...args: unknown[]) => Res;
+        res.end = ((...args: unknown[]) => {
+          const chunk = args[0];
+          if (!res.headersSent && (typeof chunk === "string" || Buffer.isBuffer(chunk))) res.setHeader("Content-Length", Buffer.byteLength(chunk));
+          return end(...args);
+        }) as Res["end"];
+      }
       const body = bodyHeaderProblem(req.method!, req.headers, cfg.bodyLimitBytes);
       if (body) throw body;
       return false;
