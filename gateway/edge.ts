@@ -31,7 +31,9 @@ function decodeStrict(part: string, plusIsSpace: boolean): string | null {
 }
 
 /**
- * Every path segment and every query name and value must be valid percent-encoded UTF-8 without NUL.
+ * Every path segment must be valid percent-encoded UTF-8 without NUL. Query names and values are read
+ * as the query parser reads them (a malformed escape stays literal, and the parameter's own check then
+ * refuses it with its own code, such as invalid_cursor) but must not hold a NUL.
  * Returns the 400 to answer, or null.
  */
 export function urlProblem(url: string): AppError | null {
@@ -49,14 +51,15 @@ export function urlProblem(url: string): AppError | null {
     if (!pair) continue;
     const eq = pair.indexOf("=");
     const rawName = eq === -1 ? pair : pair.slice(0, eq);
-    const name = decodeStrict(rawName, true);
-    const value = eq === -1 ? "" : decodeStrict(pair.slice(eq + 1), true);
-    if (name === null || value === null || name.includes("\u0000") || value.includes("\u0000")) {
-      issues.push({ path: [name ?? rawName.slice(0, 64)], message: "must be valid percent-encoded UTF-8 without NUL bytes" });
+    const rawValue = eq === -1 ? "" : pair.slice(eq + 1);
+    const name = decodeStrict(rawName, true) ?? rawName;
+    const value = decodeStrict(rawValue, true) ?? rawValue;
+    if (name.includes("\u0000") || value.includes("\u0000")) {
+      issues.push({ path: [name.replace(/\u0000/g, "\\u0000").slice(0, 128)], message: "must not contain NUL bytes" });
       if (issues.length >= MAX_ISSUES) break;
     }
   }
-  return issues.length ? new AppError(400, "invalid_query", "The query string is not valid percent-encoded UTF-8", { issues }) : null;
+  return issues.length ? new AppError(400, "invalid_query", "The query string holds a NUL byte", { issues }) : null;
 }
 
 /** The methods a path answers, OPTIONS and HEAD included; empty when no route has this path. */

@@ -117,6 +117,17 @@ function busy(retryAfterSec: number, why: string): AppError {
   return err;
 }
 
+const DEFAULT_QUEUE_MAX = 512;
+
+/** WRITE_QUEUE_MAX; tools and tests that use the lock without a service configuration get the default. */
+function queueMax(): number {
+  try {
+    return config().writeQueueMax;
+  } catch {
+    return DEFAULT_QUEUE_MAX;
+  }
+}
+
 /** How long this caller may wait for its turn: its request's remaining time less the write margin. */
 function waitBudgetMs(explicit: number | undefined): number {
   if (explicit !== undefined) return explicit;
@@ -137,7 +148,7 @@ export async function withDocLock<T>(redis: Redis, key: string, write: () => Pro
   if (!entry) local.set(key, (entry = { waiters: [], holdMs: 20 }));
   const queue = entry;
   const retryAfter = () => Math.max(1, Math.ceil(((queue.waiters.length + 1) * queue.holdMs) / 1000));
-  if (queue.waiters.length >= config().writeQueueMax) throw busy(retryAfter(), "Too many writes are waiting for this object");
+  if (queue.waiters.length >= queueMax()) throw busy(retryAfter(), "Too many writes are waiting for this object");
 
   const me: Waiter = { wake: () => undefined };
   const myTurn = new Promise<void>((resolve) => (me.wake = resolve));

@@ -48,11 +48,14 @@ describe("bad input is a 4xx envelope, never a 5xx", () => {
     envelope(r, "invalid_path");
   });
 
-  test("bad percent-encoding or NUL in the query is 400 invalid_query naming the parameter", async () => {
-    const r = await raw("GET", "/v1/zones?limit=%ZZ&cursor=a%00b", c.auth());
+  test("NUL in the query is 400 invalid_query naming the parameter; a malformed escape is the parameter's own 400", async () => {
+    const r = await raw("GET", "/v1/zones?limit=%00&cursor=a%00b&x%00=1", c.auth());
     expect(r.status).toBe(400);
     envelope(r, "invalid_query");
-    expect(r.json.details.issues.map((i: { path: string[] }) => i.path[0])).toEqual(["limit", "cursor"]);
+    expect(r.json.details.issues.map((i: { path: string[] }) => i.path[0])).toEqual(["limit", "cursor", "x\\u0000"]);
+    const escape = await raw("GET", "/v1/zones?limit=%ZZ", c.auth());
+    expect(escape.status).toBe(400);
+    envelope(escape, "invalid_query");
   });
 
   test.each([["gzip"], ["deflate"], ["br"], ["x-unknown"]])("Content-Encoding %s is 415 unsupported_media_type, nothing created", async (encoding) => {
