@@ -170,8 +170,10 @@ const ApiService: ServiceSchema<any> = {
       try {
         if (await this.screen(req, res)) return;
       } catch (err) {
-        // The body (if any) was not read: the connection cannot carry another request.
-        res.setHeader("Connection", "close");
+        // Node reads and drops an unread body after the answer, keeping the connection; a large one is
+        // not worth reading (closing instead may reset the connection under the client's upload).
+        const declared = Number(req.headers["content-length"] ?? 0);
+        if (declared > 4 * config().bodyLimitBytes || (req.headers["transfer-encoding"] !== undefined && (err as AppError)?.code === 413)) res.setHeader("Connection", "close");
         return this.sendEnvelope(req, res, err);
       }
       return this.httpHandler(req, res);
@@ -252,7 +254,8 @@ const ApiService: ServiceSchema<any> = {
       const route = routeFor(req.method ?? "GET", path);
       const envelope = toEnvelope(error, req.$requestId ?? randomUUID(), route?.bodyError);
       if (envelope.status >= 500) this.logger.error({ request_id: req.$requestId, err: { name: err?.name, message: err?.message, type: err?.type } }, "request error");
-      if (envelope.status === 413 && !res.headersSent) res.setHeader("Connection", "close");
+      // A body over the limit that was being read (chunked) is left unread: the connection cannot go on.
+      if (envelope.status === 413 && !res.headersSent && req.headers["content-length"] === undefined) res.setHeader("Connection", "close");
       sendJson(res, envelope.status, envelope.body, envelope.headers);
     },
 

@@ -20,31 +20,35 @@ export interface GatewayServer {
 }
 
 /** A whole HTTP response written straight to a socket, for when there is no request object to answer. */
-function rawEnvelope(status: number, reason: string, error: string, description: string, extra: Record<string, string> = {}): string {
-  const body = JSON.stringify({ error, error_description: description, request_id: randomUUID() });
+function rawEnvelope(status: number, reason: string, error: string, description: string, extra: Record<string, string> = {}, head = false): string {
+  const requestId = randomUUID();
+  const body = JSON.stringify({ error, error_description: description, request_id: requestId });
   const headers = {
     "Content-Type": "application/json; charset=utf-8",
+    "X-Request-Id": requestId,
     "Content-Length": String(Buffer.byteLength(body)),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
     Connection: "close",
     ...extra,
   };
-  return `HTTP/1.1 ${status} ${reason}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join("\r\n")}\r\n\r\n${body}`;
+  // The answer to a HEAD request has the headers of the body it does not carry.
+  return `HTTP/1.1 ${status} ${reason}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join("\r\n")}\r\n\r\n${head ? "" : body}`;
 }
 
 /** What to answer for an error Node's parser or its timers raised on a connection. */
-function clientErrorResponse(code: string | undefined): string | null {
-  switch (code) {
+function clientErrorResponse(err: NodeJS.ErrnoException & { rawPacket?: Buffer }): string | null {
+  const head = err.rawPacket?.subarray(0, 5).toString("latin1") === "HEAD ";
+  switch (err.code) {
     case "ECONNRESET":
     case "EPIPE":
       return null;
     case "ERR_HTTP_REQUEST_TIMEOUT":
       return rawEnvelope(408, "Request Timeout", "request_timeout", "The request was not received in time");
     case "HPE_HEADER_OVERFLOW":
-      return rawEnvelope(431, "Request Header Fields Too Large", "headers_too_large", "The request headers are too large");
+      return rawEnvelope(431, "Request Header Fields Too Large", "headers_too_large", "The request headers are too large", {}, head);
     default:
-      return rawEnvelope(400, "Bad Request", "bad_request", "The request is not valid HTTP/1.1");
+      return rawEnvelope(400, "Bad Request", "bad_request", "The request is not valid HTTP/1.1", {}, head);
   }
 }
 
@@ -81,7 +85,7 @@ export function createGatewayServer(limits: HttpLimits, handler: (req: IncomingM
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
     // A response already under way on this socket cannot be replaced by another one.
     const busy = Boolean((socket as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent);
-    const response = busy || !socket.writable ? null : clientErrorResponse(err.code);
+    const response = busy || !socket.writable ? null : clientErrorResponse(err);
     if (response) socket.end(response);
     else socket.destroy();
   });
