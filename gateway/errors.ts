@@ -75,9 +75,12 @@ export function toEnvelope(err: AnyError, requestId: string, bodyError?: string)
   if (UNAVAILABLE.has(err.name ?? "")) return env(503, "service_unavailable", "A service needed for this request is not available; retry");
   if (err.name === "RequestTimeoutError") return env(504, "upstream_timeout", "A service did not answer in time");
   if (err.type && WIRE_CODE.test(err.type) && status >= 400 && status < 500) {
-    const details = err.data && typeof err.data === "object" && !Array.isArray(err.data) ? (err.data as Record<string, unknown>) : undefined;
-    const headers = err.retryAfter ? { "Retry-After": String(err.retryAfter) } : undefined;
-    return env(status, err.type, err.message ?? err.type, details, headers);
+    const data = err.data && typeof err.data === "object" && !Array.isArray(err.data) ? { ...(err.data as Record<string, unknown>) } : undefined;
+    // A service's retry hint travels in data (shared/errors.ts retryLater); the gateway's own on the error.
+    const retryAfter = err.retryAfter ?? (typeof data?.retry_after === "number" ? data.retry_after : undefined);
+    if (data) delete data.retry_after;
+    const headers = retryAfter ? { "Retry-After": String(retryAfter) } : undefined;
+    return env(status, err.type, err.message ?? err.type, data, headers);
   }
   if (err.type && WIRE_CODE.test(err.type) && status >= 500 && status < 600 && err.name === "AppError") {
     return env(status, err.type, err.message ?? err.type, err.data as Record<string, unknown> | undefined);

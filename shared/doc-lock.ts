@@ -17,7 +17,7 @@
 //   429 `write_busy` with Retry-After, before anything is written.
 import { randomBytes } from "node:crypto";
 import type Redis from "ioredis";
-import { AppError } from "./errors";
+import { retryLater, type AppError } from "./errors";
 import { requestContext } from "./request-context";
 import { config } from "./config";
 
@@ -111,11 +111,7 @@ interface Waiter {
 /** The writers of each key waiting in this process, head first; the head is the one asking Redis. */
 const local = new Map<string, { waiters: Waiter[]; holdMs: number }>();
 
-function busy(retryAfterSec: number, why: string): AppError {
-  const err = new AppError(429, "write_busy", `${why}; retry after ${retryAfterSec} s`);
-  (err as AppError & { retryAfter: number }).retryAfter = retryAfterSec;
-  return err;
-}
+const busy = (retryAfterSec: number, why: string): AppError => retryLater(429, "write_busy", `${why}; retry after ${retryAfterSec} s`, retryAfterSec);
 
 const DEFAULT_QUEUE_MAX = 512;
 
