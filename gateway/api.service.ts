@@ -144,6 +144,11 @@ const ApiService: ServiceSchema<any> = {
   },
 
   methods: {
+    /** moleculer-web's handler for errors it catches itself; ours logs once, in the envelope's terms. */
+    errorHandler(this: any, req: Req, res: Res, err: unknown) {
+      this.sendEnvelope(req, res, err);
+    },
+
     /** Replaces moleculer-web's server: ours has the time limits, the connection cap and the front door. */
     createServer(this: any) {
       this.gatewayServer = createGatewayServer(config().http, (req, res) => this.frontDoor(req, res));
