@@ -22,6 +22,7 @@ import { requestContext } from "./request-context";
 import { config } from "./config";
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 
 // Drops queue heads whose holder stopped refreshing its place; leaves `head` set to the first live one.
 const SKIP_DEAD_HEADS = `
@@ -76,6 +77,11 @@ const IDLE_MS = 60_000;
 const WRITE_MARGIN_MS = 2_000;
 /** Wait when the caller has no deadline (the relay, jobs). */
 const DEFAULT_WAIT_MS = 8_000;
+/**
+ * A writer's lock lives this long unless renewed; it is renewed every third of it while the write runs.
+ * A process killed while holding one (kill -9) blocks that document for at most this long.
+ */
+const WRITE_LOCK_TTL_MS = 3_000;
 
 export interface DocLock {
   release(): Promise<void>;
@@ -87,13 +93,24 @@ function install(redis: Redis): void {
   redis.defineCommand("acquireDocLock", { numberOfKeys: 4, lua: ACQUIRE });
   redis.defineCommand("tryDocLockFair", { numberOfKeys: 3, lua: TRY });
   redis.defineCommand("leaveDocLockQueue", { numberOfKeys: 2, lua: LEAVE });
+  redis.defineCommand("renewDocLock", { numberOfKeys: 1, lua: RENEW });
 }
 
 const keysOf = (key: string) => ({ lock: `doclock:${key}`, queue: `doclock:${key}:q`, alive: `doclock:${key}:alive`, seq: `doclock:${key}:seq` });
 
-const held = (redis: Redis, lock: string, token: string): DocLock => ({
-  release: async () => void (await (redis as any).releaseDocLock(lock, token)),
-});
+/** A held lock; with `renewTtlMs`, kept alive every third of it until released. */
+function held(redis: Redis, lock: string, token: string, renewTtlMs?: number): DocLock {
+  const timer = renewTtlMs
+    ? setInterval(() => void (redis as any).renewDocLock(lock, token, renewTtlMs).catch(() => undefined), Math.floor(renewTtlMs / 3))
+    : null;
+  timer?.unref();
+  return {
+    release: async () => {
+      if (timer) clearInterval(timer);
+      await (redis as any).releaseDocLock(lock, token);
+    },
+  };
+}
 
 /** One attempt, for claims that can skip a busy document (the relay): null when it is held or writers queue for it. */
 export async function tryDocLock(redis: Redis, key: string, ttlMs: number): Promise<DocLock | null> {
@@ -138,7 +155,7 @@ function waitBudgetMs(explicit: number | undefined): number {
  */
 export async function withDocLock<T>(redis: Redis, key: string, write: () => Promise<T>, opts: { ttlMs?: number; waitMs?: number } = {}): Promise<T> {
   install(redis);
-  const ttlMs = opts.ttlMs ?? 10_000;
+  const ttlMs = opts.ttlMs ?? WRITE_LOCK_TTL_MS;
   const until = Date.now() + waitBudgetMs(opts.waitMs);
   let entry = local.get(key);
   if (!entry) local.set(key, (entry = { waiters: [], holdMs: 20 }));
@@ -169,7 +186,7 @@ export async function withDocLock<T>(redis: Redis, key: string, write: () => Pro
     let pause = 2;
     for (;;) {
       if ((await (redis as any).acquireDocLock(k.lock, k.queue, k.alive, k.seq, token, ttlMs, ALIVE_MS, IDLE_MS)) === 1) {
-        lock = held(redis, k.lock, token);
+        lock = held(redis, k.lock, token, ttlMs);
         break;
       }
       if (Date.now() + pause > until) {
