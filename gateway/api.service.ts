@@ -10,7 +10,7 @@ import { redisClient } from "../shared/redis";
 import { PATH_ID_PATTERN } from "../shared/ids";
 import { AppError } from "../shared/errors";
 import type { Actor } from "../shared/actor";
-import { ROUTES, routeFor, routedServices } from "./routes";
+import { ROUTES, methodsForPath, routeFor, routedServices } from "./routes";
 import { toEnvelope } from "./errors";
 import { bearerToken, lookupDigest } from "./tokens";
 import { checkSystemZoneGate, checkTokenGates, zoneIdOfPath } from "./gates";
@@ -229,7 +229,8 @@ const ApiService: ServiceSchema<any> = {
         const path = requestPath(req);
         const method = req.$method ?? req.method ?? "GET";
         // Label values come from fixed sets only (templates, not paths), so no client can add series.
-        const route = path.startsWith("/v1") ? routeFor(req.method ?? "GET", path) : undefined;
+        // OPTIONS and 405s take the template of a route on the same path.
+        const route = path.startsWith("/v1") ? (routeFor(req.method ?? "GET", path) ?? routeFor(methodsForPath(path)[0] ?? "", path)) : undefined;
         const label = route ? `/v1${route.path}` : OPS_PATHS.has(path) ? path : "unmatched";
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         const labels = { method: LABELLED_METHODS.has(method) ? method : "other", route: label, status: String(res.statusCode) };

@@ -16,7 +16,7 @@ const requestLines = () =>
   lines
     .map((l) => JSON.parse(l) as { type: string; mod?: string; args: unknown[] })
     .filter((l) => l.mod === "api" && (l.args[1] === "request" || l.args[1] === "request failed"))
-    .map((l) => ({ level: l.type, ...(l.args[0] as Record<string, unknown>) }));
+    .map((l) => ({ level: l.type, ...(l.args[0] as Record<string, unknown>) }) as Record<string, unknown>);
 
 test("each request is one info line with the route template, never the raw path", async () => {
   const zone = (await c.http().post("/v1/zones").set(c.auth()).set("x-request-id", "log-create-1").send({ name: "logged" })).body;
