@@ -32,6 +32,7 @@ interface Sample {
   start: number;
   end: number;
   status: number;
+  error?: string;
 }
 
 const children = new Set<ChildProcess>();
@@ -107,10 +108,10 @@ async function runVariant(v: Variant, port: number) {
   const client = async () => {
     while (running) {
       const start = Date.now();
-      const status = await fetch(`${url}/v1/zones/${zone.id}`, { headers: auth, signal: AbortSignal.timeout(30_000) })
-        .then(async (r) => (await r.arrayBuffer(), r.status))
-        .catch(() => 0);
-      samples.push({ start, end: Date.now(), status });
+      const { status, error } = await fetch(`${url}/v1/zones/${zone.id}`, { headers: auth, signal: AbortSignal.timeout(30_000) })
+        .then(async (r) => ({ status: r.status, error: ((await r.json().catch(() => ({}))) as { error?: string }).error }))
+        .catch(() => ({ status: 0, error: "network" }));
+      samples.push({ start, end: Date.now(), status, ...(error ? { error } : {}) });
       // A failing request answers at once; do not spin on it.
       if (status !== 200) await new Promise((r) => setTimeout(r, 20));
     }
@@ -147,6 +148,8 @@ async function runVariant(v: Variant, port: number) {
   const firstOkAfterSpawn = samples.find((s) => s.end > spawnedAt && s.status === 200);
   const statuses: Record<string, number> = {};
   for (const s of failed) statuses[s.status] = (statuses[s.status] ?? 0) + 1;
+  const afterUp: Record<string, number> = {};
+  for (const s of samples.filter((x) => x.end > upAt && x.status !== 200)) afterUp[`${s.status} ${s.error ?? ""}`] = (afterUp[`${s.status} ${s.error ?? ""}`] ?? 0) + 1;
   return {
     variant: v.name,
     first503Ms: first503 ? first503.end - killedAt : null,
@@ -156,6 +159,7 @@ async function runVariant(v: Variant, port: number) {
     upAfterSpawnMs: upAt - spawnedAt,
     firstOkAfterUpMs: firstOkAfterUp ? firstOkAfterUp.end - upAt : null,
     firstOkAfterSpawnMs: firstOkAfterSpawn ? firstOkAfterSpawn.end - spawnedAt : null,
+    failuresAfterUp: afterUp,
   };
 }
 
