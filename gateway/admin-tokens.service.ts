@@ -1,66 +1,18 @@
 // Admin tokens: the credentials of /v1. Lives in the gateway process and owns `admin_tokens`.
 import type { ServiceSchema } from "moleculer";
-import { Schema, type Model } from "mongoose";
+import type { Model } from "mongoose";
 import { MongoMixin, type MongoMethods } from "../shared/mixins/mongo.mixin";
 import { badRequest, forbidden, notFound } from "../shared/errors";
 import { newId } from "../shared/ids";
-import { strictBody, anyQuery } from "../shared/validation";
+import { anyQuery } from "../shared/validation";
 import { activeZoneOf } from "../shared/zones-client";
 import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../shared/pagination";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../shared/meta";
 import type { Actor } from "../shared/actor";
 import { config } from "../shared/config";
+import { digestSchema, toPublicToken, tokenSchema, type TokenDoc } from "./admin-token.model";
+import { ADMIN_TOKEN_BODIES } from "./admin-tokens.api";
 import { CONSOLE_LABELS, deriveConsoleToken, hashToken, lookupDigest, newAdminToken, verifyTokenHash } from "./tokens";
-
-interface TokenDoc {
-  _id: string;
-  name: string;
-  scope: "global" | "zone";
-  capability: "read" | "write";
-  zone_id: string | null;
-  created_by: string;
-  created_at: Date;
-  last_used_at: Date | null;
-  revoked_at: Date | null;
-  digest: string;
-  hash: string;
-}
-
-const tokenSchema = new Schema(
-  {
-    _id: String,
-    name: String,
-    scope: String,
-    capability: String,
-    zone_id: { type: String, default: null },
-    created_by: String,
-    created_at: Date,
-    last_used_at: { type: Date, default: null },
-    revoked_at: { type: Date, default: null },
-    digest: String,
-    hash: String,
-  },
-  { versionKey: false, _id: false },
-);
-tokenSchema.index({ created_at: -1, _id: -1 });
-// A token's tokens (revoked together when it is rotated).
-tokenSchema.index({ created_by: 1 });
-
-// Lookup by SHA-256 digest as the document `_id`: FerretDB v1 resolves only `_id` equality without a scan.
-// Written before the token row, so a crash in between leaves a digest that points at nothing.
-const digestSchema = new Schema({ _id: String, token_id: String }, { versionKey: false, _id: false });
-
-const toPublicToken = (t: TokenDoc) => ({
-  id: t._id,
-  name: t.name,
-  scope: t.scope,
-  capability: t.capability,
-  zone_id: t.zone_id,
-  created_by: t.created_by,
-  created_at: t.created_at.toISOString(),
-  last_used_at: t.last_used_at ? t.last_used_at.toISOString() : null,
-  revoked_at: t.revoked_at ? t.revoked_at.toISOString() : null,
-});
 
 const toActor = (t: TokenDoc): Actor => ({
   id: t._id,
@@ -111,12 +63,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
 
     create: {
       params: {
-        body: strictBody({
-          name: { type: "string", min: 1, max: 120 },
-          scope: { type: "enum", values: ["global", "zone"] },
-          zone_id: { type: "string", min: 1, max: 128, optional: true },
-          capability: { type: "enum", values: ["read", "write"], optional: true },
-        }),
+        body: ADMIN_TOKEN_BODIES.create,
       },
       async handler(ctx: ApiContext<RouteParams<{}, { name: string; scope: "global" | "zone"; zone_id?: string; capability?: "read" | "write" }>>) {
         const actor = ctx.meta.actor;

@@ -4,7 +4,8 @@
 // Options: --single (one process), --only gateway,zones (a subset; also CARACAL_PROCESSES).
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { applyDevEnv, DEV_ENV_FILE } from "./dev-env";
+import { applyDevEnv, DEV_ENV_FILE, recordRunSettings } from "./dev-env";
+import { loadConfig } from "../../shared/config";
 import { processNames } from "./services";
 
 /** First restart delay; doubles per crash in a row up to MAX, and starts over once a process has run STABLE_MS. */
@@ -18,6 +19,9 @@ const args = process.argv.slice(2);
 const single = args.includes("--single");
 const onlyArg = args.includes("--only") ? args[args.indexOf("--only") + 1] : process.env.CARACAL_PROCESSES;
 const fromFile = applyDevEnv();
+// `npm run repl` reads these back, so it joins this cluster and not another one on the same NATS.
+const settings = loadConfig();
+recordRunSettings({ NAMESPACE: settings.namespace, NATS_URL: settings.natsUrl });
 const port = process.env.PORT ?? "3000";
 
 interface Supervised {
