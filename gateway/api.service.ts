@@ -17,7 +17,7 @@ import { toEnvelope } from "./errors";
 import { bearerToken, lookupDigest } from "./tokens";
 import { checkSystemZoneGate, checkTokenGates, zoneIdOfPath } from "./gates";
 import { countInWindow, enforceLimit, rateLimited } from "./limits";
-import { allowedMethods, bodyHeaderProblem, bodyShapeProblem, OPS_PATHS, pathOf, UNCOUNTED_PATHS, urlProblem } from "./edge";
+import { allowedMethods, bodyHeaderProblem, bodyShapeProblem, pathOf, UNCOUNTED_PATHS, urlProblem } from "./edge";
 import { createGatewayServer } from "./http-server";
 import { fingerprint, IdempotencyStore, parseIdempotencyKey, type Handle, type StoredResponse } from "./idempotency";
 import { buildOpenApi, docsPage, DOCS_INIT_JS } from "./openapi";
@@ -56,6 +56,35 @@ const WRITE_METHODS = new Set(["POST", "PATCH", "DELETE"]);
 const unavailable = (err: unknown): unknown =>
   err instanceof AppError ? err : new AppError(503, "service_unavailable", "A dependency of the gateway is not reachable; retry");
 
+/** Routes outside /v1 (GET only; the front door also answers HEAD and OPTIONS for them). */
+const OPS_ALIASES: Record<string, (this: any, req: Req, res: Res) => unknown> = {
+  "GET health": (req: Req, res: Res) => sendJson(res, 200, { ok: true }),
+  "GET ready"(this: any, req: Req, res: Res) {
+    return this.ready(req, res);
+  },
+  "GET metrics"(this: any, req: Req, res: Res) {
+    return this.metricsEndpoint(req, res);
+  },
+  "GET docs"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "html");
+  },
+  "GET docs/openapi.json"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "json");
+  },
+  "GET docs/init.js"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "init.js");
+  },
+  "GET docs/swagger-ui.css"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "swagger-ui.css");
+  },
+  "GET docs/swagger-ui-bundle.js"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "swagger-ui-bundle.js");
+  },
+};
+
+/** Their paths, which the front door routes and metrics label as they are. */
+const OPS_PATHS = new Set(Object.keys(OPS_ALIASES).map((k) => "/" + k.split(" ")[1]));
+
 function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) return;
   const payload = status === 204 ? "" : JSON.stringify(body);
@@ -91,30 +120,7 @@ const ApiService: ServiceSchema<any> = {
         mappingPolicy: "restrict",
         autoAliases: false,
         bodyParsers: false,
-        aliases: {
-          "GET health": (req: Req, res: Res) => sendJson(res, 200, { ok: true }),
-          "GET ready"(this: any, req: Req, res: Res) {
-            return this.ready(req, res);
-          },
-          "GET metrics"(this: any, req: Req, res: Res) {
-            return this.metricsEndpoint(req, res);
-          },
-          "GET docs"(this: any, req: Req, res: Res) {
-            return this.docs(req, res, "html");
-          },
-          "GET docs/openapi.json"(this: any, req: Req, res: Res) {
-            return this.docs(req, res, "json");
-          },
-          "GET docs/init.js"(this: any, req: Req, res: Res) {
-            return this.docs(req, res, "init.js");
-          },
-          "GET docs/swagger-ui.css"(this: any, req: Req, res: Res) {
-            return this.docs(req, res, "swagger-ui.css");
-          },
-          "GET docs/swagger-ui-bundle.js"(this: any, req: Req, res: Res) {
-            return this.docs(req, res, "swagger-ui-bundle.js");
-          },
-        },
+        aliases: OPS_ALIASES,
       },
       {
         name: "v1",
@@ -211,7 +217,7 @@ const ApiService: ServiceSchema<any> = {
       }
       const bad = urlProblem(req.url ?? "/");
       if (bad) throw bad;
-      const allowed = allowedMethods(path);
+      const allowed = allowedMethods(path, OPS_PATHS);
       if (!allowed.length) throw new AppError(404, "route_not_found", `No route ${req.$method} ${path}`);
       if (req.$method === "OPTIONS") {
         res.writeHead(204, { Allow: allowed.join(", ") });
@@ -266,7 +272,7 @@ const ApiService: ServiceSchema<any> = {
       let error = err;
       // moleculer-web's own "not found" (the front door routes first, so rarely): 404 or 405.
       if (err?.name === "NotFoundError" && err?.type === "NOT_FOUND") {
-        const allowed = allowedMethods(path);
+        const allowed = allowedMethods(path, OPS_PATHS);
         error = allowed.length
           ? new AppError(405, "method_not_allowed", `${req.method} is not allowed here`)
           : new AppError(404, "route_not_found", `No route ${req.method} ${path}`);

@@ -10,8 +10,6 @@ export const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"])
 /** At most this many findings go back in details.issues. */
 const MAX_ISSUES = 20;
 
-/** Paths outside /v1 and the methods they answer (GET also serves HEAD). */
-export const OPS_PATHS = new Set(["/health", "/ready", "/metrics", "/docs", "/docs/openapi.json"]);
 /** Probes and scrapes, which have their own budget or none, are not counted against the per-IP limit. */
 export const UNCOUNTED_PATHS = new Set(["/health", "/ready", "/metrics"]);
 
@@ -62,9 +60,9 @@ export function urlProblem(url: string): AppError | null {
   return issues.length ? new AppError(400, "invalid_query", "The query string holds a NUL byte", { issues }) : null;
 }
 
-/** The methods a path answers, OPTIONS and HEAD included; empty when no route has this path. */
-export function allowedMethods(path: string): string[] {
-  const methods = path === "/v1" || path.startsWith("/v1/") ? methodsForPath(path) : OPS_PATHS.has(path) ? ["GET"] : [];
+/** The methods a path answers, OPTIONS and HEAD included; empty when no route has this path. `opsPaths` answer GET. */
+export function allowedMethods(path: string, opsPaths: ReadonlySet<string>): string[] {
+  const methods = path === "/v1" || path.startsWith("/v1/") ? methodsForPath(path) : opsPaths.has(path) ? ["GET"] : [];
   if (!methods.length) return [];
   const all = new Set(methods);
   if (all.has("GET")) all.add("HEAD");

@@ -7,7 +7,8 @@ import { randomBytes } from "node:crypto";
 import { startCluster, eventually, type Cluster } from "../helpers/cluster";
 import { fieldsOf } from "../../shared/signing";
 
-const STREAM = "caracal.zone.events";
+/** This suite's zone-events stream (each test cluster has its own STREAM_PREFIX). */
+const stream = () => c.stream("caracal.zone.events");
 const N = 200;
 
 let c: Cluster;
@@ -29,7 +30,7 @@ afterAll(async () => {
 /** Zone events about one entity since `from`, grouped by request id. */
 async function eventsByRequest(from: string, entityFilter: (f: Record<string, string>) => boolean): Promise<Map<string, Record<string, string>[]>> {
   const out = new Map<string, Record<string, string>[]>();
-  for (const [, flat] of await redis.xrange(STREAM, `(${from}`, "+")) {
+  for (const [, flat] of await redis.xrange(stream(), `(${from}`, "+")) {
     const f = fieldsOf(flat);
     if (!entityFilter(f)) continue;
     out.set(f.request_id!, [...(out.get(f.request_id!) ?? []), f]);
@@ -37,7 +38,7 @@ async function eventsByRequest(from: string, entityFilter: (f: Record<string, st
   return out;
 }
 
-const lastStreamId = async () => (await redis.xrevrange(STREAM, "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
+const lastStreamId = async () => (await redis.xrevrange(stream(), "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
 
 function summarize(label: string, statuses: number[], started: number) {
   const byStatus: Record<number, number> = {};

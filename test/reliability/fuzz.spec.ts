@@ -15,7 +15,8 @@ import { fieldsOf } from "../../shared/signing";
 const SEED = Number(process.env.FUZZ_SEED ?? 20261130);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 3000);
 const BODY_LIMIT = 16 * 1024;
-const STREAM = "caracal.zone.events";
+/** This suite's zone-events stream (each test cluster has its own STREAM_PREFIX). */
+const stream = () => c.stream("caracal.zone.events");
 
 let c: Cluster;
 let redis: Redis;
@@ -181,7 +182,7 @@ test(`every route refuses malformed requests: never 5xx, always the envelope, no
   const stats = { below400: new Set<string>(), statuses: {} as Record<string, number>, defects: {} as Record<string, number>, routes: new Set<string>(), methods: {} as Record<string, number> };
   const beforeCounts = await counts();
   const beforeFixtures = await snapshot();
-  const streamStart = (await redis.xrevrange(STREAM, "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
+  const streamStart = (await redis.xrevrange(stream(), "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
   const started = Date.now();
 
   await fc.assert(
@@ -208,7 +209,7 @@ test(`every route refuses malformed requests: never 5xx, always the envelope, no
   expect(await counts()).toEqual(beforeCounts);
   expect(await snapshot()).toBe(beforeFixtures);
   const zoneIds = new Set(await db.db!.collection("zones").distinct("_id"));
-  const entries = (await redis.xrange(STREAM, `(${streamStart}`, "+")).map(([, f]) => fieldsOf(f)).filter((f) => zoneIds.has(f.zone_id as any));
+  const entries = (await redis.xrange(stream(), `(${streamStart}`, "+")).map(([, f]) => fieldsOf(f)).filter((f) => zoneIds.has(f.zone_id as any));
   expect(entries).toEqual([]);
 }, 240_000);
 

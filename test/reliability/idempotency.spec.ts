@@ -8,7 +8,8 @@ import { startCluster, eventually, type Cluster } from "../helpers/cluster";
 import { fieldsOf } from "../../shared/signing";
 import { withDocLock } from "../../shared/doc-lock";
 
-const STREAM = "caracal.zone.events";
+/** This suite's zone-events stream (each test cluster has its own STREAM_PREFIX). */
+const stream = () => c.stream("caracal.zone.events");
 
 let c: Cluster;
 let redis: Redis;
@@ -33,7 +34,7 @@ const createZone = (name: string, idem?: string, token?: string) => {
 };
 
 async function zoneEvents(zoneId: string): Promise<Record<string, string>[]> {
-  return (await redis.xrevrange(STREAM, "+", "-", "COUNT", 5000)).map(([, f]) => fieldsOf(f)).filter((f) => f.entity_id === zoneId);
+  return (await redis.xrevrange(stream(), "+", "-", "COUNT", 5000)).map(([, f]) => fieldsOf(f)).filter((f) => f.entity_id === zoneId);
 }
 
 test("the same key, actor and body replays the first response (status, body, Location) and writes nothing more", async () => {

@@ -13,14 +13,14 @@ import { fieldsOf, verify } from "../../shared/signing";
 import { withDocLock } from "../../shared/doc-lock";
 
 const ROOT = join(__dirname, "..", "..");
-const STREAM = "caracal.zone.events";
+const run = randomBytes(3).toString("hex");
+const STREAM = `kr${run}:caracal.zone.events`;
 const WORKERS = 6;
 /** The load stops by itself: this long after the first success that follows the kill, and never later than LOAD_MAX_MS. */
 const AFTER_RECOVERY_MS = 3_000;
 const LOAD_MAX_MS = 45_000;
 const KILL_AFTER_MS = 3_000;
 
-const run = randomBytes(3).toString("hex");
 const mongoUrl = (() => {
   const u = new URL(process.env.MONGO_URL ?? "mongodb://127.0.0.1:27017/caracal");
   u.pathname = `/test_kr_${run}`;
@@ -61,6 +61,7 @@ beforeAll(async () => {
       ...process.env,
       CARACAL_MODE: "dev",
       NAMESPACE: `kr${run}`,
+      STREAM_PREFIX: `kr${run}:`,
       MONGO_URL: mongoUrl,
       PORT: String(port),
       ADMIN_TOKEN: token,
