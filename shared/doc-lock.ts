@@ -17,7 +17,7 @@
 //   429 `write_busy` with Retry-After, before anything is written.
 import { randomBytes } from "node:crypto";
 import type Redis from "ioredis";
-import { retryLater, type AppError } from "./errors";
+import { AppError, retryLater } from "./errors";
 import { requestContext } from "./request-context";
 import { config } from "./config";
 
@@ -185,7 +185,11 @@ export async function withDocLock<T>(redis: Redis, key: string, write: () => Pro
     clearTimeout(timer);
     let pause = 2;
     for (;;) {
-      if ((await (redis as any).acquireDocLock(k.lock, k.queue, k.alive, k.seq, token, ttlMs, ALIVE_MS, IDLE_MS)) === 1) {
+      const got = await (redis as any).acquireDocLock(k.lock, k.queue, k.alive, k.seq, token, ttlMs, ALIVE_MS, IDLE_MS).catch(() => {
+        // Redis not answering is the cluster's failure, not the request's: 503, nothing written.
+        throw new AppError(503, "service_unavailable", "The lock store is not reachable; retry");
+      });
+      if (got === 1) {
         lock = held(redis, k.lock, token, ttlMs);
         break;
       }
