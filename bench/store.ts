@@ -313,7 +313,7 @@ interface Row {
   notes: string[];
 }
 const rows: Row[] = [];
-const seeding: { what: string; target: number; reached: number; seconds: number; failed: string }[] = [];
+const seeding: { what: string; from: number; target: number; reached: number; seconds: number; failed: string }[] = [];
 let echoRps: number | null = null;
 
 const statusSummary = (codes: Record<string, number>) =>
@@ -523,7 +523,7 @@ async function seed(what: string, have: number, target: number, concurrency: num
   await withCpu(`seed ${what}`, () => Promise.all(Array.from({ length: concurrency }, loop)));
   clearInterval(timer);
   const seconds = (Date.now() - t0) / 1000;
-  seeding.push({ what, target, reached: done, seconds: Math.round(seconds), failed: statusSummary(codes) || "0" });
+  seeding.push({ what, from: have, target, reached: done, seconds: Math.round(seconds), failed: statusSummary(codes) || "0" });
   log(`  seeded ${what}: ${done}/${target} in ${seconds.toFixed(0)} s (${Math.round((done - have) / seconds)}/s)${done < target ? ` — stopped by the ${SEED_BUDGET_S} s budget` : ""}`);
   return done;
 }
@@ -762,8 +762,8 @@ function report(): void {
   console.log(`run of ${((Date.now() - startedAt) / 60_000).toFixed(1)} min; loads ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up (reads), ${CONNECTIONS} connections unless said; echo ${ECHO_SECONDS} s at ${CONNECTIONS} connections at the start of each phase; 2 cores shared by load generator, servers and other users`);
   console.log("\n| row | req/s (2xx) | p50 ms | p99 ms | non-2xx | echo req/s | notes |\n|---|---|---|---|---|---|---|");
   for (const r of rows) console.log(`| ${r.row} | ${f(r.rps)} | ${f(r.p50)} | ${f(r.p99)} | ${r.non2xx} | ${f(r.echo)} | ${r.notes.join("; ")} |`);
-  console.log("\nSeeding (through the API):\n\n| what | reached / target | seconds | per second | failed |\n|---|---|---|---|---|");
-  for (const s of seeding) console.log(`| ${s.what} | ${s.reached.toLocaleString("en-US")} / ${s.target.toLocaleString("en-US")} | ${s.seconds} | ${Math.round(s.reached / Math.max(s.seconds, 1))} | ${s.failed} |`);
+  console.log("\nSeeding (through the API):\n\n| what | from → reached / target | seconds | created per second | failed |\n|---|---|---|---|---|");
+  for (const s of seeding) console.log(`| ${s.what} | ${s.from.toLocaleString("en-US")} → ${s.reached.toLocaleString("en-US")} / ${s.target.toLocaleString("en-US")} | ${s.seconds} | ${Math.round((s.reached - s.from) / Math.max(s.seconds, 1))} | ${s.failed} |`);
   const procs = [...new Set(cpuRows.flatMap((r) => Object.keys(r.cpu)))];
   console.log(`\nCPU seconds per process during each load and seeding step (2 cores = 2 CPU-seconds per second):\n\n| phase | seconds | load avg | ${procs.join(" | ")} |\n|---|---|---|${procs.map(() => "---").join("|")}|`);
   for (const r of cpuRows) console.log(`| ${r.phase} | ${r.seconds} | ${r.load1} | ${procs.map((p) => (r.cpu[p] === undefined ? "–" : r.cpu[p])).join(" | ")} |`);
