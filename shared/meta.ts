@@ -32,5 +32,6 @@ export function noContent(ctx: ApiContext): null {
 /** Duplicate-key errors from a unique index, the only source of truth for uniqueness. */
 export const isDuplicateKey = (err: unknown): boolean =>
   (err as { code?: number })?.code === 11000 ||
-  // FerretDB v1 reports a unique-index violation on update as an internal error carrying SQLite's message.
-  /UNIQUE constraint failed/.test(String((err as { message?: string })?.message ?? ""));
+  // FerretDB v1 reports a unique-index violation on update as an internal error carrying PostgreSQL's
+  // message (SQLSTATE 23505).
+  /SQLSTATE 23505|duplicate key value violates unique constraint/.test(String((err as { message?: string })?.message ?? ""));

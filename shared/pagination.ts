@@ -1,4 +1,5 @@
-// Keyset pagination on (timestamp, id), newest first: page 500 costs what page 1 costs.
+// Keyset pagination on (timestamp, id), newest first: limits, cursors and page envelopes. The rows of a
+// page come from shared/list/buckets.ts (bounded reads by equality); page 500 costs what page 1 costs.
 import { createHash } from "node:crypto";
 import { badRequest } from "./errors";
 
@@ -20,8 +21,14 @@ export interface ListLimits {
 export const OBJECT_LIMITS: ListLimits = { defaultLimit: 200, maxLimit: 500 };
 export const EVENT_LIMITS: ListLimits = { defaultLimit: 100, maxLimit: 1000 };
 
+/**
+ * A page's items stay under this many bytes of JSON, whatever was stored: the answer crosses NATS, whose
+ * max_payload (1 MiB by default) would otherwise refuse it. A cut page still has its cursor.
+ */
+export const PAGE_BYTES_BUDGET = 512 * 1024;
+
 /** A short digest of the filters a cursor was issued for; a cursor used with other filters is refused. */
-function filterDigest(filters: Record<string, unknown>): string {
+export function filterDigest(filters: Record<string, unknown>): string {
   const keys = Object.keys(filters).filter((k) => filters[k] !== undefined && filters[k] !== null).sort();
   if (!keys.length) return "";
   return createHash("sha256").update(JSON.stringify(keys.map((k) => [k, filters[k]]))).digest("base64url").slice(0, 12);
@@ -65,25 +72,34 @@ function decodeCursor(cursor: string, digest: string): { ts: Date; id: string } 
   return { ts: date, id };
 }
 
-/** Mongo filter for rows strictly after the cursor in (ts desc, _id desc) order. */
-export function keysetFilter(after: ListQuery["after"], tsField = "created_at"): Record<string, unknown> {
-  if (!after) return {};
-  return { $or: [{ [tsField]: { $lt: after.ts } }, { [tsField]: after.ts, _id: { $lt: after.id } }] };
-}
-
-export const keysetSort = (tsField = "created_at") => ({ [tsField]: -1 as const, _id: -1 as const });
-
-/** Builds a page from `limit + 1` fetched rows: the extra row only says whether there is more. */
-export function pageOf<R extends Record<string, any>, T>(rows: R[], q: ListQuery, toPublic: (r: R) => T, filters: Record<string, unknown> = {}, tsField = "created_at"): Page<T> {
-  const more = rows.length > q.limit;
+/**
+ * Builds a page from `limit + 1` fetched rows: the extra row only says whether there is more. `resumeAfter`
+ * (from a bucketed walk that stopped on its budget) gives a cursor even when the page is short.
+ */
+export function pageOf<R extends Record<string, any>, T>(rows: R[], q: ListQuery, toPublic: (r: R) => T, filters: Record<string, unknown> = {}, tsField = "created_at", resumeAfter?: { ts: Date; id: string }): Page<T> {
+  let more = rows.length > q.limit;
   const pageRows = more ? rows.slice(0, q.limit) : rows;
-  const last = pageRows[pageRows.length - 1];
+  const items: T[] = [];
+  let bytes = 0;
+  for (const row of pageRows) {
+    const item = toPublic(row);
+    bytes += JSON.stringify(item).length + 1;
+    if (items.length && bytes > PAGE_BYTES_BUDGET) {
+      more = true;
+      break;
+    }
+    items.push(item);
+  }
+  const last = pageRows[items.length - 1];
+  let at: { ts: string; id: string } | null = null;
+  if (more && last) at = { ts: new Date(last[tsField]).toISOString(), id: String(last._id) };
+  else if (resumeAfter) at = { ts: resumeAfter.ts.toISOString(), id: resumeAfter.id };
   let next: string | null = null;
-  if (more && last) {
+  if (at) {
     const digest = filterDigest(filters);
-    const body: Record<string, string> = { ts: new Date(last[tsField]).toISOString(), id: String(last._id) };
+    const body: Record<string, string> = { ...at };
     if (digest) body.f = digest;
     next = Buffer.from(JSON.stringify(body)).toString("base64url");
   }
-  return { items: pageRows.map(toPublic), next_cursor: next };
+  return { items, next_cursor: next };
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Local dependencies on loopback: Redis, NATS (JetStream), FerretDB (MongoDB wire protocol, SQLite) and the OPA binary.
+# Local dependencies on loopback: Redis, NATS (JetStream), FerretDB (MongoDB wire protocol) on PostgreSQL, and the OPA binary.
 # Reuses whatever already answers; starts the rest from <repo>/.local (pid files there, see stop-stack.sh).
 # Idempotent and quick when everything runs. Called by `npm start`, `npm test`, `npm run bench` and .ci/run.
 #
 # Environment (all optional):
 #   REDIS_URL        redis://127.0.0.1:6379
 #   NATS_URL         nats://127.0.0.1:4222
-#   MONGO_URL        mongodb://127.0.0.1:27017/caracal
+#   MONGO_URL        mongodb://127.0.0.1:27017/caracal   (a non-loopback or already answering server is left alone)
+#   STORE_POSTGRES_URL postgres://postgres@127.0.0.1:5432/ferretdb   (the PostgreSQL FerretDB stores into)
+#   FERRETDB_POOL_MAX_CONNS 80
 #   CARACAL_BIN_DIR  $HOME/.cache/caracal-bin   (ferretdb and opa binaries, kept outside the work tree)
 #   STACK_WAIT_SECS  30                         (how long to wait for each dependency to answer)
 set -euo pipefail
@@ -147,36 +149,82 @@ opa_ok() {
 
 # `go install .../ferretdb@version` builds a binary that panics at start ("Invalid build/version/version.txt"):
 # the module zip lacks that file. So build from a copy of the module with the file written in.
-build_ferretdb() {
-  find_go
+# Runs a build step in the background and prints what it builds and the elapsed time every ~10 s, so a
+# first start (a few minutes of Go compiling) is never silent. Output of the step goes to its log.
+with_progress() {
+  local what="$1" log="$2"; shift 2
+  local started=$SECONDS
+  echo "stack.sh: building $what (first start only; about 1-4 minutes on 2 cores; log: $log)" >&2
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && echo "stack.sh: still building $what ($((SECONDS - started)) s)" >&2
+  done
+  if ! wait "$pid"; then
+    tail -n 20 "$log" | sed 's/^/  | /' >&2
+    return 1
+  fi
+  echo "stack.sh: built $what in $((SECONDS - started)) s" >&2
+}
+
+# The binary cache is shared by every checkout on the machine: one build at a time, and a checkout that
+# waited for another's build finds the binary there and builds nothing.
+lock_bin_cache() {
   mkdir -p "$BIN_DIR"
+  exec 8>"$BIN_DIR/.build.lock"
+  if ! flock -n 8; then
+    echo "stack.sh: another checkout is building into $BIN_DIR; waiting for it" >&2
+    flock -w 900 8 || die "$BIN_DIR/.build.lock still held after 900 s"
+  fi
+}
+unlock_bin_cache() { flock -u 8 2>/dev/null || true; exec 8>&-; }
+
+ferretdb_build_steps() {
   local src
-  src="$(module_copy "github.com/FerretDB/FerretDB@$FERRETDB_VERSION")"
+  src="$(module_copy "github.com/FerretDB/FerretDB@$FERRETDB_VERSION")" || return 1
   mkdir -p "$src/build/version"
   echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
-  if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/ferretdb.tmp.$$" ./cmd/ferretdb) >&2; then
+  if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/ferretdb.tmp.$$" ./cmd/ferretdb); then
     rm -rf "$src" "$BIN_DIR/ferretdb.tmp.$$"
-    die "building ferretdb $FERRETDB_VERSION failed"
+    return 1
   fi
   rm -rf "$src"
   mv -f "$BIN_DIR/ferretdb.tmp.$$" "$BIN_DIR/ferretdb"
+}
+
+# `go install .../ferretdb@version` builds a binary that panics at start ("Invalid build/version/version.txt"):
+# the module zip lacks that file. So build from a copy of the module with the file written in.
+build_ferretdb() {
+  find_go
+  lock_bin_cache
+  if ! ferretdb_ok; then
+    with_progress "ferretdb $FERRETDB_VERSION" "$LOCAL/build-ferretdb.log" ferretdb_build_steps || die "building ferretdb $FERRETDB_VERSION failed"
+  fi
+  unlock_bin_cache
   ferretdb_ok || die "$BIN_DIR/ferretdb was built but does not report $FERRETDB_VERSION"
+}
+
+opa_build_steps() {
+  if GOBIN="$BIN_DIR" CGO_ENABLED=0 "$GO" install "github.com/open-policy-agent/opa@$OPA_VERSION"; then return 0; fi
+  echo "go install opa failed; building from the module source instead"
+  local src
+  src="$(module_copy "github.com/open-policy-agent/opa@$OPA_VERSION")" || return 1
+  if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/opa.tmp.$$" .); then
+    rm -rf "$src" "$BIN_DIR/opa.tmp.$$"
+    return 1
+  fi
+  rm -rf "$src"
+  mv -f "$BIN_DIR/opa.tmp.$$" "$BIN_DIR/opa"
 }
 
 build_opa() {
   find_go
-  mkdir -p "$BIN_DIR"
-  if ! GOBIN="$BIN_DIR" CGO_ENABLED=0 "$GO" install "github.com/open-policy-agent/opa@$OPA_VERSION" >&2; then
-    echo "stack.sh: go install opa failed; building from the module source instead" >&2
-    local src
-    src="$(module_copy "github.com/open-policy-agent/opa@$OPA_VERSION")"
-    if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/opa.tmp.$$" .) >&2; then
-      rm -rf "$src" "$BIN_DIR/opa.tmp.$$"
-      die "building opa $OPA_VERSION failed"
-    fi
-    rm -rf "$src"
-    mv -f "$BIN_DIR/opa.tmp.$$" "$BIN_DIR/opa"
+  lock_bin_cache
+  if ! opa_ok; then
+    with_progress "opa $OPA_VERSION" "$LOCAL/build-opa.log" opa_build_steps || die "building opa $OPA_VERSION failed"
   fi
+  unlock_bin_cache
   opa_ok || die "$BIN_DIR/opa was built but does not report ${OPA_VERSION#v}"
 }
 
@@ -239,34 +287,94 @@ else
   say nats "$host:$port $how"
 fi
 
-# ---- FerretDB (MongoDB wire protocol, SQLite backend) --------------------------------------------
+# ---- PostgreSQL (the store behind FerretDB) --------------------------------------------------------
+
+# FerretDB's PostgreSQL backend pushes top-level equalities down to PostgreSQL, where the services add
+# GIN indexes that serve them (shared/store/ferret-indexes.ts); the SQLite backend decoded the whole
+# collection for every query but `{_id}` and scanned on every update.
+PG_URL="${STORE_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/ferretdb}"
+# FerretDB's pool: an update holds one connection for its read and needs a second for its write, so the
+# clients together (services' MONGO_POOL_SIZE, default 4 each) must stay under half of it; it must also
+# stay under PostgreSQL's max_connections (100 by default) minus what else connects.
+FERRETDB_POOL="${FERRETDB_POOL_MAX_CONNS:-80}"
+
+pg_parts() {   # postgres://user@host:port/db → "user host port db"
+  local rest="${1#*://}" user host port db
+  db="${rest#*/}"; db="${db%%\?*}"; rest="${rest%%/*}"
+  if [[ "$rest" == *@* ]]; then user="${rest%%@*}"; user="${user%%:*}"; rest="${rest#*@}"; else user=postgres; fi
+  host="${rest%%:*}"; port="${rest##*:}"; [[ "$port" == "$rest" ]] && port=5432
+  [[ -z "$host" || "$host" == localhost ]] && host=127.0.0.1
+  echo "$user $host $port ${db:-ferretdb}"
+}
+read -r PG_USER PG_HOST PG_PORT PG_DB <<<"$(pg_parts "$PG_URL")"
+pg_answers() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2 >/dev/null 2>&1; }
+psql_pg() { psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$@"; }
+
+# A PostgreSQL server for the store: reuse one that answers; else Debian's packages and a cluster of our
+# own ("caracal", trust auth on loopback only) on the wanted port. Its data survives restarts.
+ensure_postgres() {
+  if ! is_loopback "$PG_HOST"; then say postgres "$PG_HOST:$PG_PORT not loopback: left alone"; return; fi
+  if pg_answers; then say postgres "$PG_HOST:$PG_PORT reused"; return; fi
+  command -v pg_createcluster >/dev/null 2>&1 && command -v pg_isready >/dev/null 2>&1 || apt_install postgresql
+  local ver
+  ver="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)"
+  [[ -n "$ver" ]] || die "postgresql is installed but /usr/lib/postgresql has no version"
+  [[ "$(id -u)" == 0 ]] || die "PostgreSQL does not answer on $PG_HOST:$PG_PORT and creating a cluster needs root"
+  if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$ver caracal"; then
+    echo "stack.sh: creating PostgreSQL $ver cluster 'caracal' on $PG_HOST:$PG_PORT (trust auth, loopback only)" >&2
+    pg_createcluster "$ver" caracal -p "$PG_PORT" -- --auth-local=trust --auth-host=trust >&2 \
+      || die "pg_createcluster $ver caracal failed"
+    echo "listen_addresses = '$PG_HOST'" >>"/etc/postgresql/$ver/caracal/postgresql.conf"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$ver" caracal start >&2 9>&- || die "pg_ctlcluster $ver caracal start failed"
+  wait_for postgres "/var/log/postgresql/postgresql-$ver-caracal.log" pg_answers "$PG_HOST" "$PG_PORT"
+  say postgres "$PG_HOST:$PG_PORT cluster caracal ($ver) started"
+}
+
+# The database FerretDB keeps its collections in. Custom plans: a prepared statement must not settle on a
+# generic plan (a filter over a sequential scan) where the parameters would pick the GIN index.
+ensure_store_database() {
+  if [[ "$(psql_pg -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" != 1 ]]; then
+    psql_pg -d postgres -c "CREATE DATABASE \"$PG_DB\"" >/dev/null || die "cannot create database $PG_DB on $PG_HOST:$PG_PORT"
+  fi
+  psql_pg -d postgres -c "ALTER DATABASE \"$PG_DB\" SET plan_cache_mode = force_custom_plan" >/dev/null \
+    || die "cannot set plan_cache_mode on database $PG_DB"
+}
+
+# ---- FerretDB (MongoDB wire protocol, PostgreSQL backend) ----------------------------------------
 
 hp="$(hostport "$MONGO_URL" 27017)"; read -r host port <<<"$hp"
+sfx="$(suffix "$port" 27017)"; pidf="$LOCAL/ferretdb$sfx.pid"; log="$LOCAL/ferretdb$sfx.log"
+# A FerretDB this script started earlier on SQLite (before the store moved to PostgreSQL) is replaced.
+if pid="$(live_pid "$pidf" ferretdb)" && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- '--handler=sqlite'; then
+  echo "stack.sh: stopping the SQLite FerretDB this script started earlier (pid $pid); the store is PostgreSQL now" >&2
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do [[ -d "/proc/$pid" ]] || break; sleep 0.1; done
+  rm -f "$pidf"
+fi
 if ! is_loopback "$host"; then
   say mongo "$host:$port not loopback: left alone"
 elif tcp_open "$host" "$port"; then
   say mongo "$host:$port reused"
 else
-  sfx="$(suffix "$port" 27017)"; pidf="$LOCAL/ferretdb$sfx.pid"; log="$LOCAL/ferretdb$sfx.log"
+  ensure_postgres
+  ensure_store_database
   if pid="$(live_pid "$pidf" ferretdb)"; then
     how="ferretdb starting (pid $pid)"
   else
-    how="ferretdb $FERRETDB_VERSION started"
+    how="ferretdb $FERRETDB_VERSION on PostgreSQL started"
     if ! ferretdb_ok; then
-      echo "stack.sh: building ferretdb $FERRETDB_VERSION into $BIN_DIR" >&2
       build_ferretdb
-      how="ferretdb $FERRETDB_VERSION built and started"
+      how="ferretdb $FERRETDB_VERSION built and started on PostgreSQL"
     fi
-    mkdir -p "$LOCAL/ferretdb$sfx"
-    # WAL with synchronous=NORMAL: commits survive a crash of any process, not a power cut; it makes
-    # inserts about 3x faster than FerretDB's default (measured: 1000 concurrent inserts 1.8 s → 0.5 s).
-    setsid nohup "$BIN_DIR/ferretdb" --handler=sqlite --sqlite-url="file:$LOCAL/ferretdb$sfx/?_pragma=synchronous(normal)" \
+    sep='?'; [[ "$PG_URL" == *\?* ]] && sep='&'
+    setsid nohup "$BIN_DIR/ferretdb" --handler=postgresql --postgresql-url="${PG_URL}${sep}pool_max_conns=$FERRETDB_POOL" \
       --listen-addr="$host:$port" --telemetry=disable --state-dir="$LOCAL" \
       --debug-addr=127.0.0.1:0 --log-level=WARN >>"$log" 2>&1 </dev/null 9>&- &
     echo $! >"$pidf"
   fi
   wait_for ferretdb "$log" tcp_open "$host" "$port"
-  say mongo "$host:$port $how"
+  say mongo "$host:$port $how ($PG_HOST:$PG_PORT/$PG_DB, pool $FERRETDB_POOL)"
 fi
 
 # ---- OPA binary (run by the policies service, not as a server here) -------------------------------
@@ -274,7 +382,6 @@ fi
 if opa_ok; then
   say opa "$BIN_DIR/opa $OPA_VERSION reused"
 else
-  echo "stack.sh: building opa $OPA_VERSION into $BIN_DIR" >&2
   build_opa
   say opa "$BIN_DIR/opa $OPA_VERSION built"
 fi

@@ -6,12 +6,13 @@ import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixi
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { AppError, badRequest, conflict, notFound } from "../../shared/errors";
 import { newId } from "../../shared/ids";
-import { pathParams, strictBody, anyQuery } from "../../shared/validation";
-import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { pathParams, anyQuery } from "../../shared/validation";
+import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, isReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { zoneSchema, slugCounterSchema, toPublicZone, type ZoneDoc } from "./models/zone.model";
-import { SLUG_PATTERN, slugBase } from "./slug";
+import { slugBase } from "./slug";
+import { ZONE_BODIES } from "./zones.api";
 
 interface ZoneBody {
   name?: string;
@@ -30,27 +31,26 @@ interface Methods extends OutboxMethods, MongoMethods {
   zoneChanged(ctx: ApiContext, id: string): void;
 }
 
-const zoneName = { type: "string", trim: true, min: 1, max: 120 } as const;
-const zoneSlug = { type: "string", pattern: SLUG_PATTERN, messages: { stringPattern: "slug must match ^[a-z0-9-]+$" } } as const;
 const idParams = pathParams("id");
+/** Zones are not inside a zone: they are listed in one scope. */
+const ALL_ZONES = "all";
 const ZONE_CACHE_MS = 30_000;
 const ZONE_CACHE_MAX = 50_000;
 
 const ZonesService: ServiceSchema<{}, Methods> = {
   name: "zones",
-  mixins: [MongoMixin({ Zone: { schema: zoneSchema, collection: "zones" }, SlugCounter: { schema: slugCounterSchema, collection: "zone_slug_counters" } }), OutboxMixin(["Zone"])],
+  mixins: [
+    MongoMixin({ Zone: { schema: zoneSchema, collection: "zones" }, SlugCounter: { schema: slugCounterSchema, collection: "zone_slug_counters" } }, { listed: ["Zone"] }),
+    OutboxMixin(["Zone"]),
+  ],
 
   actions: {
     list: {
       params: { query: anyQuery },
       async handler(ctx: ApiContext<RouteParams>) {
         const q = parseListQuery(ctx.params.query);
-        const rows = await this.zones()
-          .find({ archived_at: null, reserved: false, ...keysetFilter(q.after) }, { _outbox: 0 })
-          .sort(keysetSort())
-          .limit(q.limit + 1)
-          .lean<ZoneDoc[]>();
-        return pageOf(rows, q, toPublicZone);
+        const page = await this.listRows<ZoneDoc>("Zone", ALL_ZONES, q, { where: { archived: false, reserved: false }, projection: { _outbox: 0 } });
+        return pageOf(page.rows, q, toPublicZone, {}, "created_at", page.resumeAfter);
       },
     },
 
@@ -71,7 +71,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
 
     create: {
       params: {
-        body: strictBody({ name: zoneName, slug: { ...zoneSlug, optional: true }, dcr_enabled: { type: "boolean", optional: true } }),
+        body: ZONE_BODIES.create,
       },
       async handler(ctx: ApiContext<RouteParams<{}, ZoneBody>>) {
         const body = ctx.params.body;
@@ -84,12 +84,13 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         // The unique slug index decides; a generated slug that is taken moves on to the next suffix,
         // an explicit one is a conflict.
         const base = body.slug ?? slugBase(name);
+        const [listed] = await this.listFields("Zone", ALL_ZONES, [now]);
         for (let attempt = 0; attempt < 50; attempt++) {
           const slug = attempt === 0 ? base : `${base}-${await this.nextSlugSuffix(base)}`;
-          const doc = { _id: id, name, slug, dcr_enabled: body.dcr_enabled ?? false, operator_coauthor_badge: true, reserved, created_at: now, updated_at: now, archived_at: null };
+          const doc = { _id: id, name, slug, dcr_enabled: body.dcr_enabled ?? false, operator_coauthor_badge: true, reserved, created_at: now, updated_at: now, archived_at: null, archived: false };
           try {
             const events = [this.zoneEvent(ctx, id, "zone", id, "created")];
-            await this.zones().create({ ...doc, ...withNewEvents(events) });
+            await this.zones().create({ ...doc, ...listed, ...withNewEvents(events) });
             await this.outboxKick("Zone", id, events);
             return created(ctx, `/v1/zones/${id}`, toPublicZone(doc));
           } catch (err) {
@@ -104,13 +105,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
     update: {
       params: {
         params: idParams,
-        body: strictBody({
-          name: { ...zoneName, optional: true },
-          slug: { ...zoneSlug, optional: true },
-          dcr_enabled: { type: "boolean", optional: true },
-          dcr_shutdown: { type: "enum", values: ["keep_live", "revoke_live"], optional: true },
-          operator_coauthor_badge: { type: "boolean", optional: true },
-        }),
+        body: ZONE_BODIES.update,
       },
       async handler(ctx: ApiContext<RouteParams<{ id: string }, ZoneBody>>) {
         const { id } = ctx.params.params;
@@ -168,7 +163,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         const events = [this.zoneEvent(ctx, id, "zone", id, "deleted")];
         await this.locked(this.zones(), id, async () => {
           await this.activeZone(id);
-          await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, updated_at: now } }, events));
+          await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, archived: true, updated_at: now } }, events));
         });
         this.zoneChanged(ctx, id);
         await this.outboxKick("Zone", id, events);

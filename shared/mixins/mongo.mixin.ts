@@ -1,19 +1,23 @@
 // Gives a service its own mongoose connection and the models of its own collections only.
 //
-// Rules every service follows on FerretDB v1 (measured; see shared/doc-lock.ts and git log):
-// - Only `{_id: x}` is answered without a full collection scan. Read one object with findById and check
-//   archived/zone in code; keep other filters (lists) off hot paths.
+// Rules every service follows (the local stand-in is FerretDB v1 on PostgreSQL; see shared/store/):
+// - Query by top-level equalities on scalar fields only (`{_id}`, `{zone_id, status}`; booleans or
+//   sentinels instead of `null`): FerretDB pushes exactly those down to PostgreSQL, where the GIN indexes
+//   of shared/store/ferret-indexes.ts serve them. Ranges, `$or`, `$in`, `null` and sorts run in FerretDB
+//   over whatever the equalities selected, so lists select a bounded set by equality (shared/list/).
 // - Updates of an existing document: `this.locked(model, id, async () => { findById; check; updateOne({_id: id}, …) })`.
-//   FerretDB loses concurrent updates to one document without it.
-// - Uniqueness is a unique index (inserts and updates that break it throw; test with isDuplicateKey). On
-//   FerretDB only the unique indexes are created (see started); the rest are declared for MongoDB.
-// - After a write that carries outbox entries: `await this.outboxKick("<Model>", id, count)`.
+//   FerretDB loses concurrent updates to one document without it (both backends, measured).
+// - Uniqueness is a unique index (inserts and updates that break it throw; test with isDuplicateKey).
+// - After a write that carries outbox entries: `await this.outboxKick("<Model>", id, entries)`.
 import mongoose, { Connection, Model, Schema } from "mongoose";
 import type { ServiceSchema } from "moleculer";
 import { config } from "../config";
 import { redisClient } from "../redis";
 import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
+import { ensureStandInIndexes } from "../store/ferret-indexes";
+import { ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
+import type { ListQuery } from "../pagination";
 
 export interface MongoVars {
   db: Connection;
@@ -23,34 +27,51 @@ export interface MongoVars {
 export interface MongoMethods {
   /** Runs an update of one existing document under its lock (see shared/doc-lock.ts for why). */
   locked<T>(model: Model<any>, id: string, write: () => Promise<T>): Promise<T>;
+  /** Bucket fields for new documents of a listed model (one per timestamp), before they are inserted. */
+  listFields(model: string, scope: string, timestamps: Date[]): Promise<ListedFields[]>;
+  /**
+   * Call after updating listed documents other than through `locked` (which does it): list pages serve
+   * closed buckets from memory until this is called.
+   */
+  listUpdated(model: string): Promise<void>;
+  /** One page's rows of a listed model (see shared/list/buckets.ts): give them to pageOf. */
+  listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
+}
+
+export interface MongoOptions {
+  /** Models listed through bucketed pages; their documents carry `_seq` and `_bucket` (shared/list/buckets.ts). */
+  listed?: string[];
 }
 
 /** `models` maps a model name to its schema and collection; indexes are declared on the schemas. */
-export function MongoMixin(models: Record<string, { schema: Schema; collection: string }>): Partial<ServiceSchema> {
+export function MongoMixin(models: Record<string, { schema: Schema; collection: string }>, options: MongoOptions = {}): Partial<ServiceSchema> {
+  const listed = options.listed ?? [];
   return {
     created(this: any) {
       const url = this.settings?.mongoUrl ?? config().mongoUrl;
-      this.db = mongoose.createConnection(url, { maxPoolSize: 20, serverSelectionTimeoutMS: 5000, autoIndex: false });
+      this.db = mongoose.createConnection(url, { maxPoolSize: config().mongoPoolSize, serverSelectionTimeoutMS: 5000, autoIndex: false });
       // Without a listener a dropped connection emits an unhandled 'error'; reconnects are automatic.
       this.db.on("error", (err: Error) => this.logger.warn({ err: err.message }, "mongo connection error"));
       this.models = {};
       for (const [name, { schema, collection }] of Object.entries(models)) {
         this.models[name] = this.db.model(name, schema, collection);
       }
+      if (listed.length) this.models.ListMark = this.db.model("ListMark", bucketMarkSchema, `${this.name}_list_marks`);
+      this.listSequences = {};
     },
     async started(this: any) {
       await this.db.asPromise();
-      const ferret = await isFerretDb(this.db);
-      for (const model of Object.values(this.models) as Model<any>[]) {
-        if (!ferret) {
-          await model.createIndexes();
-          continue;
-        }
-        // FerretDB v1 (SQLite) plans every query as a table scan, so its indexes only enforce uniqueness;
-        // the others would only slow each insert (measured: 3,000 zone inserts at 50 in flight, 1,577–1,859/s
-        // with the unique index alone against 1,406–1,429/s with the three others too).
+      const models = Object.values(this.models) as Model<any>[];
+      if (!(await isFerretDb(this.db))) {
+        for (const model of models) await model.createIndexes();
+        return;
+      }
+      // FerretDB: it enforces the unique indexes; its btree indexes serve none of its queries, so the
+      // others are GIN indexes made directly in its PostgreSQL (a no-op where that is not reachable).
+      for (const model of models) {
         for (const [fields, options] of model.schema.indexes()) if (options?.unique) await model.collection.createIndex(fields as any, options as any);
       }
+      await ensureStandInIndexes(this.db, models, this.settings?.storePostgresUrl ?? config().storePostgresUrl, this.logger);
     },
     async stopped(this: any) {
       // The outbox relay (if any) uses this connection: let its pass finish first.
@@ -58,8 +79,21 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       await this.db.close();
     },
     methods: {
-      locked<T>(this: any, model: Model<any>, id: string, write: () => Promise<T>): Promise<T> {
-        return withDocLock(redisClient(this.settings?.redisUrl ?? config().redisUrl), docLockKey(model, id), write);
+      async locked<T>(this: any, model: Model<any>, id: string, write: () => Promise<T>): Promise<T> {
+        const result = await withDocLock(redisClient(this.settings?.redisUrl ?? config().redisUrl), docLockKey(model, id), write);
+        // After the write: a list page that read the old rows before this point re-reads them next time.
+        const name = listed.find((n) => this.models[n] === model);
+        if (name) await listSequence(this, name).updated();
+        return result;
+      },
+      listFields(this: any, model: string, scope: string, timestamps: Date[]) {
+        return listSequence(this, model).assign(scope, timestamps);
+      },
+      listUpdated(this: any, model: string) {
+        return listSequence(this, model).updated();
+      },
+      listRows(this: any, model: string, scope: string, q: ListQuery, opts: ListRowsOptions<any> = {}) {
+        return listSequence(this, model).rows(this.models[model], scope, q.limit, q.after, opts);
       },
     },
     actions: {
@@ -73,6 +107,19 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       },
     },
   };
+}
+
+/** The sequence and marks of one listed model, made on first use. */
+function listSequence(service: any, model: string): ListSequence {
+  let seq = service.listSequences[model];
+  if (!seq) {
+    const m = service.models[model] as Model<any>;
+    if (!m || !service.models.ListMark) throw new Error(`${model} is not a listed model of ${service.name}`);
+    // The database name keeps test databases (one per suite) apart on a shared Redis.
+    seq = new ListSequence(redisClient(service.settings?.redisUrl ?? config().redisUrl), service.models.ListMark, m.collection.name, `${m.db.name}:`);
+    service.listSequences[model] = seq;
+  }
+  return seq;
 }
 
 /** Whether the server is FerretDB (its buildInfo names its own version beside the MongoDB one it emulates). */

@@ -1,7 +1,9 @@
 // Policy sets (each with its activation binding inline) and their immutable, numbered versions.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes, type OutboxEntry } from "../../../shared/outbox/entry";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 import type { ManifestEntry } from "../manifest";
+import { J } from "../../../shared/api-doc";
 
 export interface PolicySetDoc {
   _id: string;
@@ -12,6 +14,8 @@ export interface PolicySetDoc {
   co_authored_by_operator: boolean;
   created_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
   active_version_id: string | null;
   shadow_version_id: string | null;
   /** `zone:<zoneId>` while this set is the zone's active one, `set:<id>` otherwise (see the unique index). */
@@ -47,6 +51,8 @@ export const policySetSchema = new Schema(
     co_authored_by_operator: { type: Boolean, default: false },
     created_at: { type: Date, required: true },
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     active_version_id: { type: String, default: null },
     shadow_version_id: { type: String, default: null },
     active_slot: { type: String, required: true },
@@ -60,7 +66,7 @@ policySetSchema.index({ zone_id: 1, name: 1 }, { unique: true });
 // One active set per zone: only the active set holds the value `zone:<zoneId>`; every idle set holds
 // its own `set:<id>`, so the index never collides on idle sets and needs no partial-index support.
 policySetSchema.index({ active_slot: 1 }, { unique: true });
-policySetSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(policySetSchema, ["archived"]);
 addOutboxIndexes(policySetSchema);
 
 export const policySetVersionSchema = new Schema(
@@ -74,11 +80,14 @@ export const policySetVersionSchema = new Schema(
     schema_version: { type: String, required: true },
     created_by: { type: String, required: true },
     created_at: { type: Date, required: true },
+    ...listedFields,
     ...outboxFields,
   },
   { versionKey: false, _id: false },
 );
 policySetVersionSchema.index({ policy_set_id: 1, version: 1 }, { unique: true });
+// A set's versions are listed in the set's own scope (shared/list/buckets.ts).
+addListIndexes(policySetVersionSchema);
 addOutboxIndexes(policySetVersionSchema);
 
 export const toPublicPolicySet = (s: PolicySetDoc) => ({
@@ -101,4 +110,28 @@ export const toPublicSetVersion = (v: PolicySetVersionDoc) => ({
   schema_version: v.schema_version,
   created_at: new Date(v.created_at).toISOString(),
   policies: v.manifest.map((e) => e.policy_version_id),
+});
+
+/** What toPublicPolicySet returns. */
+export const publicPolicySetSchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  name: J.string(),
+  description: J.nullable(J.string()),
+  created_by: J.string(),
+  co_authored_by_operator: J.boolean,
+  created_at: J.timestamp,
+  active_version_id: J.nullable(J.id),
+});
+
+/** What toPublicSetVersion returns. */
+export const publicSetVersionSchema = J.obj({
+  id: J.id,
+  policy_set_id: J.id,
+  version: J.integer({ minimum: 1 }),
+  manifest_json: J.array(J.obj({ policy_version_id: J.string() })),
+  manifest_sha256: J.string({ pattern: "^[0-9a-f]{64}$" }),
+  schema_version: J.string(),
+  created_at: J.timestamp,
+  policies: J.array(J.string()),
 });

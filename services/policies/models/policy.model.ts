@@ -1,6 +1,8 @@
 // Policies and their immutable versions: one document per policy, one per version (numbered 1, 2, … per policy).
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { J } from "../../../shared/api-doc";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface PolicyDoc {
   _id: string;
@@ -12,6 +14,8 @@ export interface PolicyDoc {
   co_authored_by_operator: boolean;
   created_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
   /** Version ids in order (version n is at n-1): the list GET reads by id, and the numbering counter. */
   version_ids: string[];
 }
@@ -39,6 +43,8 @@ export const policySchema = new Schema(
     co_authored_by_operator: { type: Boolean, default: false },
     created_at: { type: Date, required: true },
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     version_ids: { type: [String], default: [] },
     ...outboxFields,
   },
@@ -46,7 +52,7 @@ export const policySchema = new Schema(
 );
 // Names stay taken after archival (as in the reference); a clash is 409 policy_name_conflict.
 policySchema.index({ zone_id: 1, name: 1 }, { unique: true });
-policySchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(policySchema, ["archived"]);
 addOutboxIndexes(policySchema);
 
 export const policyVersionSchema = new Schema(
@@ -100,4 +106,41 @@ export const versionSummary = (v: PolicyVersionDoc) => ({
   content_sha256: v.content_sha256,
   schema_version: v.schema_version,
   created_at: new Date(v.created_at).toISOString(),
+});
+
+const sha256 = J.string({ pattern: "^[0-9a-f]{64}$" });
+
+/** What toPublicPolicy returns. */
+export const publicPolicySchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  name: J.string(),
+  description: J.nullable(J.string()),
+  owner_type: J.string(),
+  created_by: J.string(),
+  co_authored_by_operator: J.boolean,
+  created_at: J.timestamp,
+});
+
+/** What toPublicPolicyVersion returns (versions never change, so `archived_at` is always null). */
+export const publicPolicyVersionSchema = J.obj({
+  id: J.id,
+  policy_id: J.id,
+  version: J.integer({ minimum: 1 }),
+  content: J.string(),
+  content_sha256: sha256,
+  schema_version: J.string(),
+  created_by: J.string(),
+  created_at: J.timestamp,
+  archived_at: { type: "null" },
+});
+
+/** What versionSummary returns. */
+export const versionSummarySchema = J.obj({
+  id: J.id,
+  policy_id: J.id,
+  version: J.integer({ minimum: 1 }),
+  content_sha256: sha256,
+  schema_version: J.string(),
+  created_at: J.timestamp,
 });

@@ -1,6 +1,8 @@
 // The providers service's collections: providers, resources, per-zone data keys and counters.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { J } from "../../../shared/api-doc";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface ProviderDoc {
   _id: string;
@@ -16,6 +18,8 @@ export interface ProviderDoc {
   created_at: Date;
   updated_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
 }
 
 export interface ResourceDoc {
@@ -34,6 +38,8 @@ export interface ResourceDoc {
   created_at: Date;
   updated_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
 }
 
 const base = { versionKey: false, _id: false } as const;
@@ -52,12 +58,14 @@ export const providerSchema = new Schema(
     created_at: Date,
     updated_at: Date,
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     ...outboxFields,
   },
   { ...base, minimize: false },
 );
 providerSchema.index({ active_key: 1 }, { unique: true });
-providerSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(providerSchema, ["archived"]);
 addOutboxIndexes(providerSchema);
 
 export const resourceSchema = new Schema(
@@ -76,12 +84,16 @@ export const resourceSchema = new Schema(
     created_at: Date,
     updated_at: Date,
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     ...outboxFields,
   },
   base,
 );
 resourceSchema.index({ identifier_key: 1 }, { unique: true });
-resourceSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(resourceSchema, ["archived"]);
+// A gateway application's bindings, cleared when the application is archived.
+resourceSchema.index({ zone_id: 1, gateway_application_id: 1 });
 addOutboxIndexes(resourceSchema);
 
 /** One wrapped data key per zone (`_id` = zone id). */
@@ -115,4 +127,33 @@ export const toPublicResource = (r: ResourceDoc) => ({
   operation_enforcement: r.operation_enforcement,
   created_at: new Date(r.created_at).toISOString(),
   updated_at: new Date(r.updated_at).toISOString(),
+});
+
+/** What toPublicProvider returns: public config only, secret key names sorted, never their values. */
+export const publicProviderSchema = J.obj({
+  id: { ...J.string(), description: "UUIDv7, or provider-none-<zoneId> for the zone's automatic none provider" },
+  zone_id: J.id,
+  name: J.string(),
+  identifier: J.string({ pattern: "^provider://[a-z0-9]+(-[a-z0-9]+)*$" }),
+  kind: J.enum(["none", "caracal_mandate", "oauth2_authorization_code", "oauth2_client_credentials", "api_key", "bearer_token"]),
+  config_json: { ...J.object, description: "The public settings, normalised (defaults written back)" },
+  secret_config_keys: J.array(J.string()),
+  created_at: J.timestamp,
+  updated_at: J.timestamp,
+});
+
+/** What toPublicResource returns. */
+export const publicResourceSchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  name: J.string(),
+  identifier: J.string(),
+  upstream_url: J.nullable(J.string()),
+  scopes: J.array(J.string()),
+  credential_provider_id: J.nullable(J.string()),
+  gateway_application_id: J.nullable(J.string()),
+  operations: J.array(J.obj({ method: J.string(), path: J.string(), scope: J.string() })),
+  operation_enforcement: J.enum(["enforced", "transport_uniform"]),
+  created_at: J.timestamp,
+  updated_at: J.timestamp,
 });
