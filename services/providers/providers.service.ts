@@ -30,6 +30,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   checkGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<void>;
   noneProvider(ctx: ApiContext, zoneId: string): Promise<string>;
   clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<number>;
+  adjustResourceCount(zoneId: string, delta: 1 | -1): Promise<boolean>;
 }
 
 const isControl = (identifier: string) => identifier === config().controlAudience;
@@ -207,14 +208,15 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         if (control && !providerId) providerId = await this.noneProvider(ctx, zoneId);
 
         const id = this.entityId(ctx);
-        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
-        // The quota counter and the insert run under one lock per zone.
-        return this.locked(counters, `resources:${zoneId}`, async () => {
-          // A retry (same Idempotency-Key) of a create that was stored but never answered gets it back.
-          const prior = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
-          if (prior) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(prior));
-          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 0;
-          if (count >= config().maxResourcesPerZone) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
+        // A retry (same Idempotency-Key) of a create that was stored but never answered gets it back.
+        const prior = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
+        if (prior) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(prior));
+        // A place under the quota is taken first, under the zone's lock, and given back if the insert fails;
+        // the insert itself runs outside the lock, so creates in one zone queue only for the counter.
+        // A crash in between leaves the counter one too high (the zone then holds one fewer), never too low.
+        if (!(await this.adjustResourceCount(zoneId, +1))) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
+        let stored = false;
+        try {
           const now = new Date();
           const [listed] = await this.listFields("Resource", zoneId, [now]);
           for (let attempt = 0; attempt < 50; attempt++) {
@@ -229,15 +231,19 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               await this.resources().create({ ...doc, ...listed, ...withNewEvents(events) });
             } catch (err) {
               if (!isDuplicateKey(err)) throw err;
+              const raced = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
+              if (raced) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(raced));
               if (body.identifier) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
               continue;
             }
-            await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: count + 1 } }, { upsert: true });
+            stored = true;
             await this.outboxKick("Resource", id, events);
             return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(doc));
           }
           throw conflict("resource_identifier_conflict", "no free identifier for this name");
-        });
+        } finally {
+          if (!stored) await this.adjustResourceCount(zoneId, -1);
+        }
       },
     },
 
@@ -300,11 +306,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
           await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), archived: true, gateway_application_id: null } }, events));
         });
-        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
-        await this.locked(counters, `resources:${zoneId}`, async () => {
-          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 1;
-          await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: Math.max(0, count - 1) } }, { upsert: true });
-        });
+        await this.adjustResourceCount(zoneId, -1);
         await this.outboxKick("Resource", id, events);
         return noContent(ctx);
       },
@@ -326,6 +328,21 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
   },
 
   methods: {
+    /**
+     * Moves the zone's count of active resources by one, under the zone's lock; an increment that would pass
+     * the quota is refused (false).
+     */
+    async adjustResourceCount(zoneId: string, delta: 1 | -1) {
+      const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+      const key = `resources:${zoneId}`;
+      return this.locked(counters, key, async () => {
+        const count = (await counters.findById(key).lean())?.value ?? 0;
+        if (delta > 0 && count >= config().maxResourcesPerZone) return false;
+        await counters.updateOne({ _id: key }, { $set: { value: Math.max(0, count + delta) } }, { upsert: true });
+        return true;
+      });
+    },
+
     providers(this: any) {
       return this.models.Provider as Model<ProviderDoc>;
     },
