@@ -111,6 +111,7 @@ const ApiService: ServiceSchema<any> = {
         aliases: Object.fromEntries(ROUTES.map((r) => [`${r.method} ${r.path}`, r.action])),
         onBeforeCall(this: any, ctx: Context<any, any>, route: unknown, req: Req) {
           ctx.meta.actor = req.$actor;
+          if (routeFor(req.method ?? "GET", pathOf(req))?.negotiates && typeof req.headers.accept === "string") ctx.meta.accept = req.headers.accept;
         },
         onAfterCall(this: any, ctx: Context<any, any>, route: unknown, req: Req, res: Res, data: any) {
           if (data && typeof data === "object" && "next_cursor" in data && data.next_cursor) {
