@@ -17,6 +17,13 @@ export const anyQuery = { type: "object", optional: true } as const;
 const validator = new Validator({ useNewCustomCheckerFunction: true });
 const compiled = new WeakMap<object, (value: unknown) => true | { field?: string; message?: string }[] | Promise<unknown>>();
 
+/** `scopes[0].name` → ["scopes", 0, "name"]. */
+const fieldPath = (field: string | undefined): (string | number)[] =>
+  String(field ?? "")
+    .split(/[.[\]]/)
+    .filter(Boolean)
+    .map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+
 /**
  * Validates a body inside a handler, for routes whose order of checks puts something (such as the
  * zone's existence) before the body schema. Failures are 400 with `code` and every issue listed.
@@ -29,9 +36,11 @@ export function checkBody(schema: { props: Record<string, unknown> } & Record<st
   }
   const res = check!(body);
   if (res === true) return;
-  const issues: Issue[] = (res as { field?: string; message?: string }[]).map((e) => ({
-    path: String(e.field ?? "").split(".").filter(Boolean).map((p) => (/^\d+$/.test(p) ? Number(p) : p)),
-    message: String(e.message ?? "invalid"),
-  }));
+  const issues: Issue[] = (res as { type?: string; field?: string; actual?: unknown; message?: string }[]).flatMap((e) => {
+    const path = fieldPath(e.field);
+    // A strict object names its unknown keys in `actual`: one issue per key, at the key's own path.
+    if (e.type === "objectStrict" && typeof e.actual === "string") return e.actual.split(", ").map((key) => ({ path: [...path, key], message: "is not an allowed field" }));
+    return [{ path, message: String(e.message ?? "invalid") }];
+  });
   throw invalid(code, issues);
 }

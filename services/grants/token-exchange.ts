@@ -4,6 +4,7 @@ import https from "node:https";
 import dns from "node:dns";
 import tls from "node:tls";
 import { isIP, type LookupFunction } from "node:net";
+import type { ClientRequest } from "node:http";
 import { isAllowedAddress } from "./address-guard";
 
 export const TOKEN_TIMEOUT_MS = 15_000;
@@ -51,6 +52,19 @@ export function guardedLookup(allowLoopback: boolean, resolve: typeof dns.lookup
   };
 }
 
+/**
+ * Checks the address a request's socket actually connected to, whatever the resolver said, and destroys
+ * the request when it is not public: on TCP connect, before TLS completes, so nothing of the request
+ * (code, verifier, client secret) is sent to a refused address.
+ */
+export function refuseNonPublicPeer(req: ClientRequest, allowLoopback: boolean): void {
+  req.on("socket", (socket) => {
+    socket.once("connect", () => {
+      if (!isAllowedAddress(socket.remoteAddress ?? "", allowLoopback)) req.destroy(new ExchangeFailure("connected to a non-public address"));
+    });
+  });
+}
+
 /** POSTs a form to an https endpoint and reads the whole answer (at most `maxBytes`). */
 export function postForm(endpoint: URL, form: URLSearchParams, headers: Record<string, string>, opts: PostOptions): Promise<FormResponse> {
   const timeoutMs = opts.timeoutMs ?? TOKEN_TIMEOUT_MS;
@@ -82,13 +96,7 @@ export function postForm(endpoint: URL, form: URLSearchParams, headers: Record<s
       headers: { ...headers, "content-type": "application/x-www-form-urlencoded", "content-length": String(Buffer.byteLength(payload)), accept: "application/json" },
     });
     const timer = setTimeout(() => req.destroy(new ExchangeFailure(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    req.on("socket", (socket) => {
-      // The address actually connected to, whatever the resolver said: checked before TLS completes, so
-      // nothing of the request (code, verifier, client secret) is sent to a refused address.
-      socket.once("connect", () => {
-        if (!isAllowedAddress(socket.remoteAddress ?? "", opts.allowLoopback)) req.destroy(new ExchangeFailure("connected to a non-public address"));
-      });
-    });
+    refuseNonPublicPeer(req, opts.allowLoopback);
     req.on("response", (res) => {
       const declared = Number(res.headers["content-length"] ?? 0);
       if (declared > maxBytes) return req.destroy(new ExchangeFailure(`answer over ${maxBytes} bytes`));
