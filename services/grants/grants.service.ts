@@ -35,7 +35,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   resolveTarget(ctx: ApiContext, zoneId: string, ids: { provider_id?: string; resource_id?: string }): Promise<{ provider: GrantProvider | null; resource: GrantResource | null }>;
   checkProviderTarget(ctx: ApiContext, zoneId: string, t: { provider_id: string; resource_id: string; scopes: string[] }, unsupportedDetail: string | null): Promise<{ provider: GrantProvider; resource: GrantResource }>;
   labelsFor(ctx: ApiContext, zoneId: string, rows: GrantDoc[], known: Record<string, ResourceLabel> | null): Promise<{ apps: Record<string, string>; resources: Record<string, ResourceLabel> }>;
-  clientSecret(ctx: ApiContext, zoneId: string, providerId: string, config: Record<string, unknown>): Promise<string | null>;
+  clientSecret(ctx: ApiContext, zoneId: string, providerId: string): Promise<string | null>;
   upsertProviderGrant(ctx: ApiContext, input: ProviderGrantInput): Promise<ProviderGrantDoc>;
   completeAuthorization(ctx: ApiContext, zoneId: string, query: Record<string, unknown> | undefined): Promise<ProviderGrantDoc>;
 }
@@ -111,8 +111,8 @@ const GrantsService: ServiceSchema<{}, Methods> = {
       return { apps, resources };
     },
 
-    async clientSecret(ctx: ApiContext, zoneId: string, providerId: string, cfg: Record<string, unknown>) {
-      if ((cfg.client_auth_method ?? "client_secret_basic") === "none") return null;
+    /** The provider's client secret, opened by providers for this one exchange. */
+    async clientSecret(ctx: ApiContext, zoneId: string, providerId: string) {
       const res = await ctx.call<{ client_secret: string | null }, object>("providers.oauthClientSecret", { zone_id: zoneId, provider_id: providerId });
       return res.client_secret;
     },

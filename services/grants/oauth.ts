@@ -77,13 +77,16 @@ export function buildAuthorizationUrl(config: Record<string, unknown>, state: st
 
 export type ClientAuthMethod = "client_secret_basic" | "client_secret_post" | "none";
 
-/** Order 9: the client id, and the secret unless the method is `none`. */
-export function clientCredentials(config: Record<string, unknown>, secret: string | null): { clientId: string; method: ClientAuthMethod; secret: string | null } {
+/**
+ * Order 9: the client id, and a stored client secret unless the method is `none` (judged by the secret's
+ * name, so the secret itself is fetched only once the exchange is sure to run).
+ */
+export function clientAuth(config: Record<string, unknown>, secretKeys: string[]): { clientId: string; method: ClientAuthMethod } {
   const method = (config.client_auth_method ?? "client_secret_basic") as ClientAuthMethod;
   if (!nonEmpty(config.client_id)) throw badRequest("invalid_provider_config", "the provider has no client_id", { detail: "client_id is required" });
   if (!["client_secret_basic", "client_secret_post", "none"].includes(method)) throw badRequest("invalid_provider_config", "unsupported client_auth_method", { detail: `client_auth_method ${method} is not supported here` });
-  if (method !== "none" && !secret) throw badRequest("invalid_provider_config", "the provider has no client secret", { detail: "client_secret is required" });
-  return { clientId: config.client_id, method, secret: method === "none" ? null : secret };
+  if (method !== "none" && !secretKeys.includes("client_secret")) throw badRequest("invalid_provider_config", "the provider has no client secret", { detail: "client_secret is required" });
+  return { clientId: config.client_id, method };
 }
 
 /** Order 10: https, a non-empty `allowed_token_hosts`, and the endpoint's host in it (case-insensitive). */

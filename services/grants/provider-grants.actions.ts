@@ -8,7 +8,7 @@ import { anyQuery, checkBody, pathParams } from "../../shared/validation";
 import type { ApiContext, RouteParams } from "../../shared/meta";
 import { activeKeyOf, toPublicProviderGrant, type ProviderGrantDoc } from "./models/grant.model";
 import { authorizeBody, checkExpiresAt, parseCallbackQuery, providerGrantBody, providerGrantRevokeBody } from "./grant-rules";
-import { allowedTokenEndpoint, buildAuthorizationUrl, clientCredentials, exchangeCode, parseStoredState, randomToken, STATE_TTL_SEC, type StoredState } from "./oauth";
+import { allowedTokenEndpoint, buildAuthorizationUrl, clientAuth, exchangeCode, parseStoredState, randomToken, STATE_TTL_SEC, type StoredState } from "./oauth";
 import { connectedPage, failedPage, wantsHtml } from "./callback-page";
 import type { GrantsThis } from "./grants.service";
 
@@ -134,9 +134,13 @@ export async function completeAuthorization(this: GrantsThis, ctx: ApiContext, z
   if (state.zone_id !== zoneId) throw badRequest("oauth_state_mismatch", "the authorization state belongs to another zone");
   if (q.error) throw badRequest("provider_oauth_denied", q.error_description || q.error, { detail: q.error_description || q.error });
   if (!q.code) throw badRequest("authorization_code_required", "the callback carries no authorization code");
+  // Not in the reference's order: a zone archived since the consent started takes no new grant (README decision 4).
+  await activeZoneOf(ctx, zoneId);
   const { provider } = await this.checkProviderTarget(ctx, zoneId, state, null);
-  const client = clientCredentials(provider.config_json, await this.clientSecret(ctx, zoneId, provider.id, provider.config_json));
+  const client = clientAuth(provider.config_json, provider.secret_config_keys);
   const endpoint = allowedTokenEndpoint(provider.config_json);
-  const tokens = await exchangeCode(endpoint, provider.config_json, client, q.code, state.code_verifier, this.exchangeOptions);
+  const secret = client.method === "none" ? null : await this.clientSecret(ctx, zoneId, provider.id);
+  if (client.method !== "none" && !secret) throw badRequest("invalid_provider_config", "the provider has no client secret", { detail: "client_secret is required" });
+  const tokens = await exchangeCode(endpoint, provider.config_json, { ...client, secret }, q.code, state.code_verifier, this.exchangeOptions);
   return this.upsertProviderGrant(ctx, { zoneId, ...pick(state), scopes: state.scopes, tokens: { access_token: tokens.access_token, refresh_token: tokens.refresh_token }, expiresAt: tokens.expires_at });
 }

@@ -15,6 +15,8 @@ export interface GrantProvider {
   id: string;
   kind: string;
   config_json: Record<string, unknown>;
+  /** Names of the stored secrets (never their values). */
+  secret_config_keys: string[];
 }
 
 export interface GrantResource {
@@ -45,7 +47,7 @@ export const grantSupportActions = {
         provider_id ? this.providers().findById(provider_id, { _outbox: 0, secrets_sealed: 0 }).lean<ProviderDoc>() : null,
         resource_id ? this.resources().findById(resource_id, { _outbox: 0 }).lean<ResourceDoc>() : null,
       ]);
-      const provider: GrantProvider | null = p && p.zone_id === zone_id && !p.archived_at ? { id: p._id, kind: p.kind, config_json: p.config_json ?? {} } : null;
+      const provider: GrantProvider | null = p && p.zone_id === zone_id && !p.archived_at ? { id: p._id, kind: p.kind, config_json: p.config_json ?? {}, secret_config_keys: p.secret_config_keys ?? [] } : null;
       const resource: GrantResource | null = r && r.zone_id === zone_id && !r.archived_at ? { id: r._id, name: r.name, scopes: r.scopes ?? [], credential_provider_id: r.credential_provider_id } : null;
       return { provider, resource };
     },

@@ -354,13 +354,30 @@ describe("OAuth callback", () => {
     expectError(await callback(w.z, { state: s2.state, code: "c" }), 403, "grant_scopes_exceed_resource");
   });
 
-  test("a token host outside allowed_token_hosts is 400 provider_token_endpoint_not_allowed, nothing sent", async () => {
+  test("a token host outside allowed_token_hosts is 400 provider_token_endpoint_not_allowed: no secret fetched, nothing sent", async () => {
     const other = await pair({ allowed_token_hosts: ["auth.example"] });
     const s = await start(w.z, other);
     const before = tokens.requests.length;
-    const r = await callback(w.z, { state: s.state, code: "c" });
-    expectError(r, 400, "provider_token_endpoint_not_allowed");
-    expect(r.body.details.detail).toContain("localhost");
+    const spy = jest.spyOn(c.brokers.grants!, "call");
+    try {
+      const r = await callback(w.z, { state: s.state, code: "c" });
+      expectError(r, 400, "provider_token_endpoint_not_allowed");
+      expect(r.body.details.detail).toContain("localhost");
+      expect(spy.mock.calls.map(([name]) => name)).not.toContain("providers.oauthClientSecret");
+    } finally {
+      spy.mockRestore();
+    }
+    expect(tokens.requests.length).toBe(before);
+  });
+
+  test("a zone archived since the consent started takes no grant: 404 zone_not_found", async () => {
+    const z = (await post("/v1/zones", { name: "pg archived " + rand() })).body.id;
+    const app = (await post(`/v1/zones/${z}/applications`, { name: "gw", registration_method: "managed" })).body.id;
+    const p = await oauthProvider(z);
+    const s = await start(z, { p, r: await resource(z, p, app) });
+    expect((await c.http().delete(`/v1/zones/${z}`).set(c.auth())).status).toBe(204);
+    const before = tokens.requests.length;
+    expectError(await callback(z, { state: s.state, code: "c" }), 404, "zone_not_found");
     expect(tokens.requests.length).toBe(before);
   });
 

@@ -8,7 +8,7 @@ import { startCluster, type Cluster } from "../helpers/cluster";
 import { startTokenServer, type TokenServer } from "../helpers/token-server";
 import { isAllowedAddress } from "../../services/grants/address-guard";
 import { guardedLookup, postForm, refuseNonPublicPeer } from "../../services/grants/token-exchange";
-import { clientCredentials } from "../../services/grants/oauth";
+import { clientAuth } from "../../services/grants/oauth";
 import { loadConfig } from "../../shared/config";
 import { readFileSync } from "node:fs";
 
@@ -58,9 +58,10 @@ describe("address guard", () => {
   });
 
   test("an auth method that needs a secret without one is invalid_provider_config", () => {
-    expect(() => clientCredentials({ client_id: "c" }, null)).toThrow(expect.objectContaining({ type: "invalid_provider_config" }));
-    expect(() => clientCredentials({ client_auth_method: "client_secret_post" }, "s")).toThrow(expect.objectContaining({ type: "invalid_provider_config" }));
-    expect(clientCredentials({ client_id: "c", client_auth_method: "none" }, null)).toEqual({ clientId: "c", method: "none", secret: null });
+    expect(() => clientAuth({ client_id: "c" }, [])).toThrow(expect.objectContaining({ type: "invalid_provider_config" }));
+    expect(() => clientAuth({ client_auth_method: "client_secret_post" }, ["client_secret"])).toThrow(expect.objectContaining({ type: "invalid_provider_config" }));
+    expect(clientAuth({ client_id: "c", client_auth_method: "none" }, [])).toEqual({ clientId: "c", method: "none" });
+    expect(clientAuth({ client_id: "c" }, ["client_secret"])).toEqual({ clientId: "c", method: "client_secret_basic" });
   });
 
   test("the test-only settings are refused in release mode", () => {
