@@ -10,6 +10,7 @@ import { activeKeyOf, toPublicProviderGrant, type ProviderGrantDoc } from "./mod
 import { authorizeBody, checkExpiresAt, parseCallbackQuery, providerGrantBody, providerGrantRevokeBody } from "./grant-rules";
 import { allowedTokenEndpoint, buildAuthorizationUrl, clientAuth, exchangeCode, parseStoredState, randomToken, STATE_TTL_SEC, type StoredState } from "./oauth";
 import { connectedPage, failedPage, wantsHtml } from "./callback-page";
+import { toEnvelope } from "../../gateway/errors";
 import type { GrantsThis } from "./grants.service";
 
 interface TupleBody {
@@ -30,7 +31,6 @@ interface AuthorizeBody extends TupleBody {
 type ZonePath = { zoneId: string };
 
 const stateKey = (state: string) => `${config().namespace}:api:provider_oauth_state:${state}`;
-const WIRE_CODE = /^[a-z][a-z0-9_]*$/;
 
 export const providerGrantActions = {
   createProviderGrant: {
@@ -85,12 +85,12 @@ export const providerGrantActions = {
         return connectedPage(grant);
       } catch (err) {
         if (!html) throw err;
-        const e = err as { code?: unknown; type?: unknown; message?: string };
-        const known = typeof e.code === "number" && e.code >= 400 && e.code < 600 && typeof e.type === "string" && WIRE_CODE.test(e.type);
-        if (!known) this.logger.error({ err: { name: (err as Error).name, type: e.type } }, "oauth callback failed");
-        ctx.meta.$statusCode = known ? (e.code as number) : 500;
+        // The same status, code and description the gateway's JSON envelope would carry.
+        const { status, body } = toEnvelope(err as object, ctx.requestID ?? "");
+        if (status >= 500 && (err as { name?: string }).name !== "AppError") this.logger.error({ err: { name: (err as Error).name, type: (err as { type?: unknown }).type } }, "oauth callback failed");
+        ctx.meta.$statusCode = status;
         ctx.meta.$responseType = "text/html; charset=utf-8";
-        return failedPage(known ? (e.type as string) : "internal_error", known ? String(e.message) : "The service failed to process the request", ctx.requestID ?? undefined);
+        return failedPage(body.error, body.error_description, ctx.requestID ?? undefined);
       }
     },
   },
