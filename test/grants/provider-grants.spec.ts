@@ -10,6 +10,8 @@ import { fieldsOf } from "../../shared/signing";
 import { open } from "../../shared/sealing";
 import { loadZoneDataKey } from "../../shared/zone-keys";
 import { activeKeyOf } from "../../services/grants/models/grant.model";
+import { postForm, TOKEN_TIMEOUT_MS } from "../../services/grants/token-exchange";
+import { readFileSync } from "node:fs";
 
 let c: Cluster;
 let redis: Redis;
@@ -393,6 +395,19 @@ describe("OAuth callback", () => {
     try {
       const s = await start();
       expectError(await callback(w.z, { state: s.state, code: "c" }), status, code);
+    } finally {
+      tokens.handle(null);
+    }
+  });
+});
+
+describe("token exchange deadline", () => {
+  test("an endpoint that never answers is given up at the deadline (15 s in the service; 300 ms here)", async () => {
+    expect(TOKEN_TIMEOUT_MS).toBe(15_000);
+    tokens.handle(() => undefined);
+    try {
+      const err = await postForm(new URL(`https://localhost:${tokens.port}/token`), new URLSearchParams({ code: "c" }), {}, { allowLoopback: true, caPem: readFileSync(tokens.caFile, "utf8"), timeoutMs: 300 }).catch((e: Error) => e);
+      expect(String(err)).toContain("no answer within 300 ms");
     } finally {
       tokens.handle(null);
     }
