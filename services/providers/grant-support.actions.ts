@@ -80,15 +80,31 @@ export const grantSupportActions = {
     async handler(this: ProvidersThis, ctx: Context<{ zone_id: string; ids?: string[]; provider_id?: string }>) {
       const { zone_id, ids, provider_id } = ctx.params;
       const projection = { name: 1, zone_id: 1, credential_provider_id: 1 };
+      // A provider's read starts as soon as the first resource naming it arrives (one read per provider).
+      const providerReads = new Map<string, Promise<ProviderDoc | null>>();
+      const providerOf = (id: string) => {
+        let read = providerReads.get(id);
+        if (!read) providerReads.set(id, (read = this.providers().findById(id, { name: 1, kind: 1, zone_id: 1 }).lean<ProviderDoc>().exec()));
+        return read;
+      };
+      const inZone = <T extends { zone_id: string }>(r: T | null | undefined): r is T => !!r && r.zone_id === zone_id;
       let rows: Pick<ResourceDoc, "_id" | "name" | "zone_id" | "credential_provider_id">[];
       if (provider_id !== undefined) rows = await this.resources().find({ zone_id, credential_provider_id: provider_id }, projection).lean();
-      else rows = (await Promise.all([...new Set(ids ?? [])].map((id) => this.resources().findById(id, projection).lean<ResourceDoc>()))).filter((r): r is ResourceDoc => !!r && r.zone_id === zone_id);
-      const providerIds = [...new Set(rows.map((r) => r.credential_provider_id).filter((x): x is string => !!x))];
+      else {
+        const read = await Promise.all(
+          [...new Set(ids ?? [])].map(async (id) => {
+            const r = await this.resources().findById(id, projection).lean<ResourceDoc>();
+            if (inZone(r) && r.credential_provider_id) providerOf(r.credential_provider_id).catch(() => undefined);
+            return r;
+          }),
+        );
+        rows = read.filter(inZone);
+      }
       const providers = new Map<string, { name: string; kind: string }>();
       await Promise.all(
-        providerIds.map(async (id) => {
-          const p = await this.providers().findById(id, { name: 1, kind: 1, zone_id: 1 }).lean<ProviderDoc>();
-          if (p && p.zone_id === zone_id) providers.set(id, { name: p.name, kind: p.kind });
+        [...new Set(rows.map((r) => r.credential_provider_id).filter((x): x is string => !!x))].map(async (id) => {
+          const p = await providerOf(id);
+          if (inZone(p)) providers.set(id, { name: p.name, kind: p.kind });
         }),
       );
       const resources: Record<string, ResourceLabel> = {};
