@@ -81,7 +81,7 @@ export const providerGrantActions = {
         const grant = toPublicProviderGrant(await this.completeAuthorization(ctx, ctx.params.params.zoneId, ctx.params.query));
         ctx.meta.$statusCode = 201;
         if (!html) return grant;
-        ctx.meta.$responseType = "text/html; charset=utf-8";
+        htmlAnswer(ctx);
         return connectedPage(grant);
       } catch (err) {
         if (!html) throw err;
@@ -89,7 +89,7 @@ export const providerGrantActions = {
         const { status, body } = toEnvelope(err as object, ctx.requestID ?? "");
         if (status >= 500 && (err as { name?: string }).name !== "AppError") this.logger.error({ err: { name: (err as Error).name, type: (err as { type?: unknown }).type } }, "oauth callback failed");
         ctx.meta.$statusCode = status;
-        ctx.meta.$responseType = "text/html; charset=utf-8";
+        htmlAnswer(ctx);
         return failedPage(body.error, body.error_description, ctx.requestID ?? undefined);
       }
     },
@@ -121,6 +121,12 @@ export const providerGrantActions = {
     },
   },
 };
+
+/** The page is static text: it may load nothing and be framed by nobody. */
+function htmlAnswer(ctx: ApiContext): void {
+  ctx.meta.$responseType = "text/html; charset=utf-8";
+  ctx.meta.$responseHeaders = { "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'" };
+}
 
 const pick = (b: TupleBody): TupleBody => ({ user_id: b.user_id, resource_id: b.resource_id, provider_id: b.provider_id });
 

@@ -278,6 +278,15 @@ describe("OAuth callback", () => {
     expect(described.body.details.detail).toBe("The user said no");
   });
 
+  test("what the IdP sends back is escaped in the HTML page, which may load nothing", async () => {
+    const { state } = await start();
+    const r = await callback(w.z, { state, error: "access_denied", error_description: "<script>alert(1)</script>" }, "text/html");
+    expect(r.status).toBe(400);
+    expect(r.text).not.toContain("<script>");
+    expect(r.text).toContain("&lt;script&gt;alert(1)&lt;/script&gt;");
+    expect(r.headers["content-security-policy"]).toBe("default-src 'none'; frame-ancestors 'none'");
+  });
+
   test("a state issued for Z on zone Y's path is oauth_state_mismatch and burns the state (case 56)", async () => {
     const { state } = await start();
     expectError(await callback(w.y, { state, code: "abc" }), 400, "oauth_state_mismatch");
