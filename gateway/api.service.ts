@@ -1,5 +1,7 @@
 // The HTTP gateway: /v1 aliases onto service actions, admin auth, the error envelope, health and metrics.
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { randomUUID, timingSafeEqual } from "node:crypto";
@@ -15,7 +17,8 @@ import { toEnvelope } from "./errors";
 import { bearerToken, lookupDigest } from "./tokens";
 import { checkSystemZoneGate, checkTokenGates, zoneIdOfPath } from "./gates";
 import { countInWindow, enforceLimit, rateLimited } from "./limits";
-import { buildOpenApi, docsPage } from "./openapi";
+import { buildOpenApi, docsPage, DOCS_INIT_JS } from "./openapi";
+import { API_MODULES } from "./api-modules";
 import type { EmbeddedPrometheusReporter } from "../shared/broker";
 
 type Req = IncomingMessage & { $ctx?: Context<any, any>; $actor?: Actor; $requestId?: string; $route?: unknown; body?: unknown; query?: Record<string, unknown>; originalUrl?: string; parsedUrl?: string };
@@ -23,6 +26,9 @@ type Res = ServerResponse;
 type Next = (err?: unknown) => void;
 
 const SYSTEM_ZONE_CACHE_MS = 30_000;
+
+/** Where swagger-ui-dist keeps its built files (a dependency, read when /docs is first asked for). */
+const swaggerUiDir = (): string => (require("swagger-ui-dist") as { getAbsoluteFSPath: () => string }).getAbsoluteFSPath();
 const ACTOR_MEMO_MS = 1_000;
 
 function pathOf(req: Req): string {
@@ -90,6 +96,15 @@ const ApiService: ServiceSchema<any> = {
           },
           "GET docs/openapi.json"(this: any, req: Req, res: Res) {
             return this.docs(req, res, "json");
+          },
+          "GET docs/init.js"(this: any, req: Req, res: Res) {
+            return this.docs(req, res, "init.js");
+          },
+          "GET docs/swagger-ui.css"(this: any, req: Req, res: Res) {
+            return this.docs(req, res, "swagger-ui.css");
+          },
+          "GET docs/swagger-ui-bundle.js"(this: any, req: Req, res: Res) {
+            return this.docs(req, res, "swagger-ui-bundle.js");
           },
         },
       },
@@ -323,17 +338,31 @@ const ApiService: ServiceSchema<any> = {
       res.end(body);
     },
 
-    docs(this: any, req: Req, res: Res, kind: "html" | "json") {
+    /** /docs: Swagger UI over /docs/openapi.json, its two assets read from swagger-ui-dist once. */
+    docs(this: any, req: Req, res: Res, what: "html" | "json" | "init.js" | "swagger-ui.css" | "swagger-ui-bundle.js") {
       if (!config().docsEnabled) return this.sendEnvelope(req, res, new AppError(404, "route_not_found", "docs are off in release mode"));
-      const params = (action: string) => this.broker.registry.getActionList({ withEndpoints: false }).find((a: any) => a.name === action)?.action?.params;
-      const doc = buildOpenApi(params, process.env.CARACAL_VERSION ?? "0.0.0-dev");
-      if (kind === "json") return sendJson(res, 200, doc);
-      res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
-      res.end(docsPage(doc));
+      res.setHeader("X-Content-Type-Options", "nosniff");
+      if (what === "json") {
+        this.openApi ??= buildOpenApi(ROUTES, API_MODULES, { version: process.env.CARACAL_VERSION ?? "0.0.0-dev" });
+        return sendJson(res, 200, this.openApi);
+      }
+      const types = { html: "text/html", "init.js": "text/javascript", "swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript" } as const;
+      let body: string | Buffer;
+      if (what === "html") body = docsPage("Caracal control plane API");
+      else if (what === "init.js") body = DOCS_INIT_JS;
+      else body = this.docAssets[what] ??= readFileSync(join(swaggerUiDir(), what));
+      res.writeHead(200, {
+        "Content-Type": `${types[what]}; charset=utf-8`,
+        "Cache-Control": "no-cache",
+        // The page runs only these same-origin scripts; try-it-out calls this same origin.
+        "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+      });
+      res.end(body);
     },
   },
 
   created(this: any) {
+    this.docAssets = {};
     this.reservedZones = new Map();
     this.actorMemo = new Map();
     this.draining = false;

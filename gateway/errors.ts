@@ -1,5 +1,6 @@
 // Shapes every failure into the envelope {error, error_description, details?, request_id}.
 import type { Issue } from "../shared/errors";
+import { fieldPath, issuesOf, type ValidatorError } from "../shared/validation";
 
 export interface Envelope {
   status: number;
@@ -21,16 +22,16 @@ const WIRE_CODE = /^[a-z][a-z0-9_]*$/;
 
 /** fastest-validator findings are grouped by where they came from: the path, the query or the body. */
 function fromValidation(data: unknown, bodyError: string | undefined): { code: string; issues: Issue[] } {
-  const items = Array.isArray(data) ? (data as { field?: string; message?: string }[]) : [];
+  const items = Array.isArray(data) ? (data as ValidatorError[]) : [];
   const issues: Issue[] = [];
   let where: "params" | "query" | "body" = "body";
   for (const item of items) {
-    const segments = String(item.field ?? "").split(".").filter(Boolean);
+    const segments = fieldPath(item.field);
     const head = segments[0];
     if (head === "params") where = "params";
     else if (head === "query" && where !== "params") where = "query";
     const path = head === "params" || head === "query" || head === "body" ? segments.slice(1) : segments;
-    issues.push({ path: path.map((p) => (/^\d+$/.test(p) ? Number(p) : p)), message: String(item.message ?? "invalid").replace(/'(params|query|body)\./g, "'") });
+    issues.push(...issuesOf(item, path, String(item.message ?? "invalid").replace(/'(params|query|body)\./g, "'")));
   }
   const code = where === "params" ? "invalid_params" : where === "query" ? "invalid_query" : bodyError ?? "invalid_body";
   return { code, issues: where === "body" ? issues : issues.filter(() => true) };

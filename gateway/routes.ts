@@ -58,6 +58,7 @@ export const ROUTES: RouteDef[] = [
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id", action: "policies.getSet", summary: "Get a policy set" },
   { method: "DELETE", path: "/zones/:zoneId/policy-sets/:id", action: "policies.removeSet", summary: "Archive a policy set (deactivating it)" },
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/versions", action: "policies.createSetVersion", bodyError: "invalid_body", summary: "Add a policy-set version (manifest)" },
+  { method: "GET", path: "/zones/:zoneId/policy-sets/:id/versions", action: "policies.listSetVersions", summary: "List a policy set's versions" },
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/versions/:versionId", action: "policies.getSetVersion", summary: "Get a policy-set version" },
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/activate", action: "policies.activateSet", bodyError: "invalid_body", summary: "Activate a policy-set version (202, asynchronous)" },
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/activation-status", action: "policies.activationStatus", summary: "Propagation status of an activation" },

@@ -17,6 +17,8 @@ export interface Config {
   redisUrl: string;
   natsUrl: string;
   namespace: string;
+  /** Put before every Redis stream name (publishing and consuming); empty: the interoperable names. */
+  streamPrefix: string;
   logLevel: string;
   adminToken: string;
   adminTokenGenerated: boolean;
@@ -31,6 +33,8 @@ export interface Config {
   readyRateLimitPerMin: number;
   outbox: { pollMs: number; batch: number; leaseSec: number; maxAttempts: number; streamMaxLen: number; keepDispatched: number };
   opaBin: string;
+  /** Time limit of one policy decision (evaluation only, not loading). */
+  policyEvalTimeoutMs: number;
   opaUrl: string | null;
   docsEnabled: boolean;
   controlAudience: string;
@@ -73,6 +77,13 @@ function hexKey(env: NodeJS.ProcessEnv, name: string, release: boolean, generate
   }
   if (!/^([0-9a-fA-F]{2}){32,}$/.test(raw)) throw new Error(`${name} must be even-length hex of at least 32 bytes`);
   return Buffer.from(raw, "hex");
+}
+
+/** STREAM_PREFIX: optional, a short run of name characters (it becomes part of every stream key). */
+function streamPrefix(env: NodeJS.ProcessEnv): string {
+  const raw = env.STREAM_PREFIX?.trim() ?? "";
+  if (!/^[A-Za-z0-9_.:-]{0,64}$/.test(raw)) throw new Error(`STREAM_PREFIX must be at most 64 of A-Z a-z 0-9 _ . : -, got "${raw.slice(0, 80)}"`);
+  return raw;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { generatedKeys: string[] } {
@@ -120,6 +131,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     redisUrl: env.REDIS_URL?.trim() || "redis://127.0.0.1:6379",
     natsUrl: env.NATS_URL?.trim() || "nats://127.0.0.1:4222",
     namespace: env.NAMESPACE?.trim() || "caracal",
+    streamPrefix: streamPrefix(env),
     logLevel: env.LOG_LEVEL?.trim() || "info",
     adminToken,
     adminTokenGenerated,
@@ -142,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     },
     opaBin: env.OPA_BIN?.trim() || `${env.HOME ?? "/root"}/.cache/caracal-bin/opa`,
     opaUrl: env.OPA_URL?.trim() || null,
+    policyEvalTimeoutMs: int(env, "POLICY_EVAL_TIMEOUT_MS", 1000, 1),
     docsEnabled: !release && (env.API_ENABLE_DOCS ?? "true").trim() !== "false",
     controlAudience: env.CONTROL_AUDIENCE?.trim() || "caracal-control",
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
@@ -159,6 +172,9 @@ export function config(): Config & { generatedKeys: string[] } {
   if (!cached) cached = loadConfig();
   return cached;
 }
+
+/** The Redis stream a logical name (`caracal.zone.events`) is written to and read from: STREAM_PREFIX + name. */
+export const streamName = (logical: string): string => config().streamPrefix + logical;
 
 /** Tests build brokers with their own settings; this drops the memoised value. */
 export function resetConfig(): void {

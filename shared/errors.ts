@@ -29,3 +29,49 @@ export interface Issue {
 export function invalid(code: string, issues: Issue[], description = "Request failed validation"): AppError {
   return new AppError(400, code, description, { issues });
 }
+
+/** An issue found by a rule that has a wire code of its own (`upstream_url_required`, `invalid_provider_config`, …). */
+export interface CodedIssue extends Issue {
+  code: string;
+}
+
+/**
+ * Collects every body problem of a request so one 400 reports them all. Add them in the reference's
+ * order of checks: the answer's `error` is the first one's code (what a client of the reference, which
+ * stops at the first failure, would read), `details.issues` lists all of them, each with its own `code`.
+ */
+export class Problems {
+  readonly list: CodedIssue[] = [];
+
+  add(code: string, path: (string | number)[], message: string): this {
+    this.list.push({ code, path, message });
+    return this;
+  }
+
+  addAll(code: string, issues: Issue[]): this {
+    for (const i of issues) this.list.push({ code, ...i });
+    return this;
+  }
+
+  /** Appends what a later group of checks found (they only add issues; the first code stays first). */
+  concat(later: Problems): this {
+    this.list.push(...later.list);
+    return this;
+  }
+
+  /** Whether a field (its first path segment) already has a problem: later rules skip what failed its schema. */
+  has(field: string): boolean {
+    return this.list.some((i) => i.path[0] === field);
+  }
+
+  get size(): number {
+    return this.list.length;
+  }
+
+  throwIfAny(): void {
+    if (!this.list.length) return;
+    const first = this.list[0]!;
+    const description = this.list.length === 1 && first.message ? first.message : "Request failed validation";
+    throw new AppError(400, first.code, description, { issues: this.list });
+  }
+}

@@ -1,11 +1,15 @@
 // `npm start`: the gateway and every service as separate Node processes over NATS (or one with --single).
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { applyDevEnv, DEV_ENV_FILE } from "./dev-env";
+import { applyDevEnv, DEV_ENV_FILE, recordRunSettings } from "./dev-env";
+import { loadConfig } from "../../shared/config";
 import { processNames } from "./services";
 
 const single = process.argv.includes("--single");
 const fromFile = applyDevEnv();
+// `npm run repl` reads these back, so it joins this cluster and not another one on the same NATS.
+const settings = loadConfig();
+recordRunSettings({ NAMESPACE: settings.namespace, NATS_URL: settings.natsUrl });
 const port = process.env.PORT ?? "3000";
 const children: ChildProcess[] = [];
 

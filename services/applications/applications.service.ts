@@ -10,7 +10,7 @@ import { newId } from "../../shared/ids";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
-import { anyQuery, checkBody, pathParams, strictBody } from "../../shared/validation";
+import { anyQuery, checkBody, pathParams } from "../../shared/validation";
 import { redisClient } from "../../shared/redis";
 import { tryDocLock } from "../../shared/doc-lock";
 import { config } from "../../shared/config";
@@ -18,6 +18,7 @@ import { applicationSchema, isLiveDcr, toPublicApplication, type ApplicationDoc 
 import { checkTraits } from "./traits";
 import { nameActions } from "./names.actions";
 import { hashClientSecret, newClientSecret, verifyClientSecret } from "./client-secret";
+import { APPLICATION_BODIES } from "./applications.api";
 
 const DCR_BURST_PER_SECOND = 10;
 const DCR_LIVE_CAP = 1000;
@@ -25,9 +26,6 @@ const DCR_GC_GRACE_MS = 24 * 3600 * 1000;
 const DCR_GC_BATCH = 500;
 const UNBIND_CALL_TIMEOUT_MS = 5000;
 
-const appName = { type: "string", min: 1, max: 200 } as const;
-const traitList = { type: "array", items: "string", optional: true } as const;
-const createBody = strictBody({ name: appName, registration_method: { type: "equal", value: "managed", strict: true }, traits: traitList });
 
 interface Methods extends OutboxMethods, MongoMethods {
   apps(): Model<ApplicationDoc>;
@@ -72,7 +70,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; traits?: string[] }>>) {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
-        checkBody(createBody, ctx.params.body, "invalid_application");
+        checkBody(APPLICATION_BODIES.create, ctx.params.body, "invalid_application");
         const body = ctx.params.body;
         assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.applicationName);
         const traits = body.traits ?? [];
@@ -90,7 +88,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     registerDcr: {
       params: {
         params: pathParams("zoneId"),
-        body: strictBody({ name: appName, expires_in: { type: "number", integer: true, min: 1, max: 3600, optional: true } }),
+        body: APPLICATION_BODIES.registerDcr,
       },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; expires_in?: number }>>) {
         const { zoneId } = ctx.params.params;
@@ -124,7 +122,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     },
 
     update: {
-      params: { params: pathParams("zoneId", "id"), body: strictBody({ name: { ...appName, optional: true }, client_secret: { type: "string", min: 1, optional: true }, traits: traitList }) },
+      params: { params: pathParams("zoneId", "id"), body: APPLICATION_BODIES.update },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { name?: string; client_secret?: string; traits?: string[] }>>) {
         const { zoneId, id } = ctx.params.params;
         const body = ctx.params.body;

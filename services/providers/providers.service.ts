@@ -4,38 +4,20 @@ import type { Model } from "mongoose";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
-import { badRequest, conflict, notFound } from "../../shared/errors";
+import { badRequest, conflict, notFound, Problems } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
-import { anyQuery, checkBody, lenientBody, pathParams } from "../../shared/validation";
+import { anyQuery, pathParams } from "../../shared/validation";
 import { config } from "../../shared/config";
 import { counterSchema, providerSchema, resourceSchema, toPublicProvider, toPublicResource, zoneKeySchema, type ProviderDoc, type ResourceDoc } from "./models/provider.model";
-import { PROVIDER_IDENTIFIER, PROVIDER_KINDS, providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
-import { checkOperations, resourceIdentifierBase, resourceIdentifierProblem, type Operation } from "./resource-rules";
+import { providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
+import { checkProviderCreate, checkProviderUpdate, checkResourceCreate, checkResourceMerged, checkResourceUpdateBody, throwFirst } from "./body-checks";
 import { seal } from "./sealing";
 import { grantSupportActions } from "./grant-support.actions";
 import { loadZoneDataKey } from "../../shared/zone-keys";
-
-interface ProviderBody {
-  name?: string;
-  identifier?: string;
-  kind?: ProviderKind;
-  config_json?: Record<string, unknown>;
-}
-
-interface ResourceBody {
-  name?: string;
-  identifier?: string;
-  upstream_url?: string | null;
-  scopes?: string[];
-  credential_provider_id?: string | null;
-  gateway_application_id?: string | null;
-  operations?: Operation[];
-  operation_enforcement?: "enforced" | "transport_uniform";
-}
 
 interface Methods extends OutboxMethods, MongoMethods {
   providers(): Model<ProviderDoc>;
@@ -51,34 +33,6 @@ interface Methods extends OutboxMethods, MongoMethods {
   noneProvider(ctx: ApiContext, zoneId: string): Promise<string>;
   clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<number>;
 }
-
-const providerBody = (required: boolean) =>
-  lenientBody({
-    name: { type: "string", optional: true },
-    identifier: { type: "string", optional: true },
-    kind: { type: "enum", values: [...PROVIDER_KINDS], optional: !required },
-    config_json: { type: "object", optional: true },
-  });
-
-const resourceBody = (required: boolean) =>
-  lenientBody({
-    name: { type: "string", min: 1, max: 200, optional: true },
-    identifier: { type: "string", min: 1, optional: true },
-    upstream_url: { type: "url", nullable: true, optional: true },
-    scopes: { type: "array", items: "string", min: 1, optional: !required },
-    credential_provider_id: { type: "string", nullable: true, optional: true },
-    gateway_application_id: { type: "string", min: 1, nullable: true, optional: true },
-    operations: { type: "array", optional: true, items: { type: "object", props: { method: "string", path: "string", scope: "string" } } },
-    operation_enforcement: { type: "enum", values: ["enforced", "transport_uniform"], optional: true },
-  });
-
-/** fastest-validator lets null through an optional rule: these keys take no null (400 with the body's code). */
-function refuseNulls(body: object | undefined, keys: string[], code: string): void {
-  const bad = keys.filter((k) => (body as Record<string, unknown> | undefined)?.[k] === null);
-  if (bad.length) throw badRequest(code, "request body failed validation", { issues: bad.map((k) => ({ path: [k], message: "must not be null" })) });
-}
-const PROVIDER_NON_NULL = ["kind", "config_json"];
-const RESOURCE_NON_NULL = ["name", "identifier", "scopes", "operations", "operation_enforcement"];
 
 const isControl = (identifier: string) => identifier === config().controlAudience;
 const noneProviderId = (zoneId: string) => `provider-none-${zoneId}`;
@@ -117,19 +71,13 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
     },
 
     createProvider: {
+      // The body is checked in the handler: the reference looks the zone up first.
       params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, ProviderBody>>) {
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
-        checkBody(providerBody(true), ctx.params.body, "invalid_provider");
-        refuseNulls(ctx.params.body, PROVIDER_NON_NULL, "invalid_provider");
-        const body = ctx.params.body;
-        const name = body.name?.trim() || undefined;
-        const explicit = body.identifier?.trim() || undefined;
-        if (!name && !explicit) throw badRequest("invalid_provider", "name or identifier is required", { issues: [{ path: ["name"], message: "name or identifier is required" }] });
-        if (explicit && !PROVIDER_IDENTIFIER.test(explicit)) throw badRequest("invalid_provider_identifier", "identifier must be provider:// followed by a lower-case slug");
-        const kind = body.kind!;
-        const { publicConfig, secrets } = validateProviderConfig(kind, body.config_json, true);
+        const { name, explicit, kind, split } = checkProviderCreate(ctx.params.body);
+        const { publicConfig, secrets } = split;
         const base = explicit ?? providerIdentifierBase(name, kind);
         assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.providerIdentifier);
         const id = newId();
@@ -158,25 +106,21 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
     },
 
     updateProvider: {
-      params: { params: pathParams("zoneId", "id"), body: providerBody(false) },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ProviderBody>>) {
+      params: { params: pathParams("zoneId", "id"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
-        const body = ctx.params.body;
-        refuseNulls(body, PROVIDER_NON_NULL, "invalid_provider");
-        const name = body.name?.trim() || undefined;
-        const identifier = body.identifier?.trim() || undefined;
-        if (identifier !== undefined && !PROVIDER_IDENTIFIER.test(identifier)) throw badRequest("invalid_provider_identifier", "identifier must be provider:// followed by a lower-case slug");
+        const { first, second, name, identifier, body, withKind } = checkProviderUpdate(ctx.params.body);
+        throwFirst(first, second);
         assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
-        if (body.kind !== undefined && body.config_json === undefined) throw badRequest("provider_config_required", "changing kind needs config_json");
-        const withKind = body.kind !== undefined ? validateProviderConfig(body.kind, body.config_json, true) : null;
         // Decided before any existence check, as the reference does for providers.
-        if (name === undefined && identifier === undefined && body.kind === undefined && body.config_json === undefined) throw badRequest("no_fields", "nothing to update");
+        second.throwIfAny();
         let events: OutboxEntry[] = [];
         try {
           const updated = await this.locked(this.providers(), id, async () => {
             const current = await this.providerInZone(zoneId, id);
             // A config-only change is checked against the stored kind and secret names, read under the lock.
             const split = withKind ?? (body.config_json !== undefined ? validateProviderConfig(current.kind as ProviderKind, body.config_json, false, current.secret_config_keys) : null);
+            if (split) new Problems().addAll("invalid_provider_config", split.issues).throwIfAny();
             const set: Record<string, unknown> = { updated_at: new Date() };
             if (name !== undefined) set.name = name;
             if (identifier !== undefined) {
@@ -245,34 +189,19 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
 
     createResource: {
       params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, ResourceBody>>) {
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
-        checkBody(resourceBody(true), ctx.params.body, "invalid_resource");
-        refuseNulls(ctx.params.body, RESOURCE_NON_NULL, "invalid_resource");
-        const body = ctx.params.body;
-        if (!body.name && !body.identifier) throw badRequest("invalid_resource", "name or identifier is required", { issues: [{ path: ["name"], message: "name or identifier is required" }] });
-        if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
-        const base = body.identifier ?? resourceIdentifierBase(body.name!);
-        const control = isControl(base);
-        if (!control) {
-          const problem = resourceIdentifierProblem(base);
-          if (problem) throw badRequest("invalid_resource_identifier", problem);
-        }
+        const { first, second, body, base, control, operations } = checkResourceCreate(ctx.params.body, isControl);
+        throwFirst(first, second);
         assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.resourceIdentifier);
         if (control && ctx.meta.actor?.scope !== "global") throw conflict("protected_resource", "the control API resource is managed by global tokens only");
         let providerId = body.credential_provider_id ?? null;
         if (providerId) await this.providerInZone(zoneId, providerId).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
-        let gatewayApp = body.gateway_application_id ?? null;
-        if (!control) {
-          if (!providerId) throw badRequest("credential_provider_required", "a credential provider is required");
-          if (!body.upstream_url) throw badRequest("upstream_url_required", "an upstream URL is required");
-          if (!gatewayApp) throw badRequest("gateway_application_required", "a gateway application is required");
-        }
+        second.throwIfAny();
         const scopes = body.scopes!;
-        const operations = checkOperations(body.operations ?? [], scopes);
-        if (control) gatewayApp = null;
-        else await this.checkGatewayApp(ctx, zoneId, gatewayApp!);
+        let gatewayApp = control ? null : body.gateway_application_id!;
+        if (!control) await this.checkGatewayApp(ctx, zoneId, gatewayApp!);
         if (control && !providerId) providerId = await this.noneProvider(ctx, zoneId);
 
         const id = newId();
@@ -308,12 +237,11 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
     },
 
     updateResource: {
-      params: { params: pathParams("zoneId", "id"), body: resourceBody(false) },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ResourceBody>>) {
+      params: { params: pathParams("zoneId", "id"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
-        const body = ctx.params.body;
-        refuseNulls(body, RESOURCE_NON_NULL, "invalid_resource");
-        if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
+        const { first, body } = checkResourceUpdateBody(ctx.params.body);
+        first.throwIfAny();
         if (body.credential_provider_id) await this.providerInZone(zoneId, body.credential_provider_id).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
         if (body.gateway_application_id) await this.checkGatewayApp(ctx, zoneId, body.gateway_application_id);
         let events: OutboxEntry[] = [];
@@ -321,21 +249,15 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           const updated = await this.locked(this.resources(), id, async () => {
             // Not hidden here: the Control resource answers 409 protected_resource to non-global actors.
             const current = await this.storedResource(zoneId, id);
-            const identifier = body.identifier ?? current.identifier;
-            const control = isControl(identifier);
-            if (!control) {
-              const problem = resourceIdentifierProblem(identifier);
-              if (problem) throw badRequest("invalid_resource_identifier", problem);
-            }
+            const merged = { ...current, ...Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)) } as ResourceDoc;
+            const control = isControl(merged.identifier);
+            const checks = checkResourceMerged(merged, control);
+            throwFirst(checks.first, checks.second);
             assertNotReserved(ctx.meta.actor, body.identifier, RESERVED_PREFIXES.resourceIdentifier);
             if ((control || isControl(current.identifier)) && !isGlobal(ctx)) throw conflict("protected_resource", "the control API resource is managed by global tokens only");
-            const merged = { ...current, ...Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)) } as ResourceDoc;
-            if (!control) {
-              if (!merged.credential_provider_id) throw badRequest("credential_provider_required", "a credential provider is required");
-              if (!merged.upstream_url) throw badRequest("upstream_url_required", "an upstream URL is required");
-              if (!merged.gateway_application_id) throw badRequest("gateway_application_required", "a gateway application is required");
-            } else merged.gateway_application_id = null;
-            const operations = checkOperations(merged.operations ?? [], merged.scopes);
+            checks.second.throwIfAny();
+            if (control) merged.gateway_application_id = null;
+            const operations = checks.operations;
             const set: Record<string, unknown> = {};
             for (const key of ["name", "identifier", "upstream_url", "scopes", "credential_provider_id", "operation_enforcement"] as const) {
               if (body[key] !== undefined && JSON.stringify(body[key]) !== JSON.stringify(current[key])) set[key] = body[key];

@@ -6,12 +6,13 @@ import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixi
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { AppError, badRequest, conflict, notFound } from "../../shared/errors";
 import { newId } from "../../shared/ids";
-import { pathParams, strictBody, anyQuery } from "../../shared/validation";
+import { pathParams, anyQuery } from "../../shared/validation";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, isReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { zoneSchema, slugCounterSchema, toPublicZone, type ZoneDoc } from "./models/zone.model";
-import { SLUG_PATTERN, slugBase } from "./slug";
+import { slugBase } from "./slug";
+import { ZONE_BODIES } from "./zones.api";
 
 interface ZoneBody {
   name?: string;
@@ -30,8 +31,6 @@ interface Methods extends OutboxMethods, MongoMethods {
   zoneChanged(ctx: ApiContext, id: string): void;
 }
 
-const zoneName = { type: "string", trim: true, min: 1, max: 120 } as const;
-const zoneSlug = { type: "string", pattern: SLUG_PATTERN, messages: { stringPattern: "slug must match ^[a-z0-9-]+$" } } as const;
 const idParams = pathParams("id");
 /** Zones are not inside a zone: they are listed in one scope. */
 const ALL_ZONES = "all";
@@ -72,7 +71,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
 
     create: {
       params: {
-        body: strictBody({ name: zoneName, slug: { ...zoneSlug, optional: true }, dcr_enabled: { type: "boolean", optional: true } }),
+        body: ZONE_BODIES.create,
       },
       async handler(ctx: ApiContext<RouteParams<{}, ZoneBody>>) {
         const body = ctx.params.body;
@@ -106,13 +105,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
     update: {
       params: {
         params: idParams,
-        body: strictBody({
-          name: { ...zoneName, optional: true },
-          slug: { ...zoneSlug, optional: true },
-          dcr_enabled: { type: "boolean", optional: true },
-          dcr_shutdown: { type: "enum", values: ["keep_live", "revoke_live"], optional: true },
-          operator_coauthor_badge: { type: "boolean", optional: true },
-        }),
+        body: ZONE_BODIES.update,
       },
       async handler(ctx: ApiContext<RouteParams<{ id: string }, ZoneBody>>) {
         const { id } = ctx.params.params;

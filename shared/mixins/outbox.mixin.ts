@@ -71,7 +71,7 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
       this.outboxRedis = redis;
       OutboxRelay.install(redis);
       const key = cfg.streamsHmacKeys[0] ?? null;
-      this.relay = new OutboxRelay(models.map((m) => this.models[m]), redis, key, { ...cfg.outbox, ...(this.settings?.outbox ?? {}) }, this.logger);
+      this.relay = new OutboxRelay(models.map((m) => this.models[m]), redis, key, { ...cfg.outbox, streamPrefix: cfg.streamPrefix, ...(this.settings?.outbox ?? {}) }, this.logger);
       if (this.settings?.outboxRelay !== false) this.relay.start();
     },
     async stopped(this: any) {

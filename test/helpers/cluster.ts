@@ -10,6 +10,8 @@ export interface Cluster {
   adminToken: string;
   namespace: string;
   mongoUrl: string;
+  /** The Redis stream this cluster writes a logical stream name to (tests set STREAM_PREFIX per cluster). */
+  stream: (logical: string) => string;
   brokers: Record<string, ServiceBroker>;
   http: () => ReturnType<typeof request>;
   /** Stops one process's broker (as a crash would, minus the crash) and starts a fresh one in its place. */
@@ -65,8 +67,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     READY_RATE_LIMIT_PER_MIN: "0",
     OUTBOX_POLL_MS: "50",
     READY_SERVICES: processes.filter((p) => p !== "gateway").join(","),
+    // Clusters of parallel suites share one Redis: each writes its own streams.
+    STREAM_PREFIX: `${namespace}:`,
     ...opts.env,
   });
+  const streamPrefix = process.env.STREAM_PREFIX ?? "";
   const { resetConfig } = await import("../../shared/config");
   resetConfig();
   const { brokerOptions, EmbeddedPrometheusReporter } = await import("../../shared/broker");
@@ -98,6 +103,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     adminToken,
     namespace,
     mongoUrl,
+    stream: (logical: string) => streamPrefix + logical,
     brokers,
     http: () => request(url),
     restart: async (name: string) => {
