@@ -1,33 +1,19 @@
-// Grant rules of reference-policy §3.5–3.6: scope syntax, request bodies, list filters, the callback query.
+// Grant rules of reference-policy §3.5–3.6: scope syntax and caps, list filters, the callback query.
 import { badRequest, invalid, type Issue } from "../../shared/errors";
-import { strictBody } from "../../shared/validation";
+import { LIMITS } from "../../shared/validation";
 
-/** Lower-case scope syntax; 1..200 characters. */
+/** Lower-case scope syntax; 1..200 characters (reference-policy §3.5). */
 export const SCOPE_PATTERN = /^[a-z0-9:_./-]+$/;
 export const MAX_SCOPE_LENGTH = 200;
 export const MAX_SCOPES = 64;
-/** Ids in bodies and filters may be any non-empty string (subjects come from elsewhere); capped so a row stays small. */
-export const MAX_ID_LENGTH = 512;
+/** Ids of stored objects (applications, resources, providers) have the path-id length. */
+export const MAX_ID_LENGTH = LIMITS.id;
+/** A subject (`user_id`) comes from elsewhere and may be any non-empty string; capped so a row stays small. */
+export const MAX_SUBJECT_LENGTH = 256;
+/** Upstream tokens may be long JWTs. */
+export const MAX_TOKEN_LENGTH = 16 * 1024;
 /** ISO-8601 in UTC with `Z`: offsets are refused. */
-const UTC_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
-
-const id = { type: "string", min: 1, max: MAX_ID_LENGTH } as const;
-const scope = { type: "string", min: 1, max: MAX_SCOPE_LENGTH, pattern: SCOPE_PATTERN, messages: { stringPattern: "a scope is lower-case letters, digits and : _ . / -" } } as const;
-const scopes = { type: "array", min: 1, max: MAX_SCOPES, items: scope } as const;
-const token = { type: "string", min: 1 } as const;
-
-export const grantBody = strictBody({ application_id: id, user_id: id, resource_id: id, scopes });
-export const providerGrantBody = strictBody({
-  user_id: id,
-  resource_id: id,
-  provider_id: id,
-  scopes,
-  access_token: token,
-  refresh_token: { ...token, optional: true },
-  expires_at: { type: "string", pattern: UTC_DATETIME, optional: true, messages: { stringPattern: "must be an ISO-8601 date-time in UTC (Z)" } },
-});
-export const authorizeBody = strictBody({ user_id: id, resource_id: id, provider_id: id, scopes });
-export const providerGrantRevokeBody = strictBody({ user_id: id, resource_id: id, provider_id: id });
+export const UTC_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
 /** `expires_at` passed the pattern; it must also be a real instant. */
 export function checkExpiresAt(value: string | undefined, code: string): Date | null {
@@ -54,28 +40,28 @@ export interface GrantFilters {
 export function parseGrantFilters(query: Record<string, unknown> | undefined): GrantFilters {
   const q = query ?? {};
   const issues: Issue[] = [];
-  const text = (name: string): string | undefined => {
+  const text = (name: string, max: number = MAX_ID_LENGTH): string | undefined => {
     const v = q[name];
     if (v === undefined) return undefined;
-    if (typeof v !== "string" || v.length === 0 || v.length > MAX_ID_LENGTH) {
-      issues.push({ path: [name], message: `must be one string of 1..${MAX_ID_LENGTH} characters` });
+    if (typeof v !== "string" || v.length === 0 || v.length > max) {
+      issues.push({ path: [name], message: `must be one string of 1..${max} characters` });
       return undefined;
     }
     return v;
   };
   const filters: GrantFilters = {};
-  const userId = text("user_id");
-  const subjectId = text("subject_id");
+  const userId = text("user_id", MAX_SUBJECT_LENGTH);
+  const subjectId = text("subject_id", MAX_SUBJECT_LENGTH);
   for (const [key, value] of [
     ["application_id", text("application_id")],
     ["user_id", userId ?? subjectId],
     ["resource_id", text("resource_id")],
     ["provider_id", text("provider_id")],
-    ["status", text("status")],
+    ["status", text("status", LIMITS.name)],
   ] as const) {
     if (value !== undefined) filters[key] = value;
   }
-  const rawScopes = text("scopes");
+  const rawScopes = text("scopes", MAX_SCOPES * (MAX_SCOPE_LENGTH + 1));
   if (rawScopes !== undefined) {
     const list = rawScopes.split(",").map((s) => s.trim());
     const bad = list.filter((s) => !s || s.length > MAX_SCOPE_LENGTH || !SCOPE_PATTERN.test(s));

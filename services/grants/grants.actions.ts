@@ -8,7 +8,8 @@ import { created, noContent, type ApiContext, type RouteParams } from "../../sha
 import { anyQuery, checkBody, pathParams } from "../../shared/validation";
 import type { ResourceLabel } from "../providers/grant-support.actions";
 import { toPublicGrant, type GrantDoc } from "./models/grant.model";
-import { grantBody, parseGrantFilters, scopesOutside } from "./grant-rules";
+import { parseGrantFilters, scopesOutside } from "./grant-rules";
+import { GRANT_BODIES } from "./grants.api";
 import type { GrantsThis } from "./grants.service";
 
 interface GrantBody {
@@ -92,7 +93,7 @@ export const grantActions = {
     async handler(this: GrantsThis, ctx: ApiContext<RouteParams<ZonePath, GrantBody>>) {
       const { zoneId } = ctx.params.params;
       await activeZoneOf(ctx, zoneId);
-      checkBody(grantBody, ctx.params.body, "invalid_body");
+      checkBody(GRANT_BODIES.create, ctx.params.body, "invalid_body");
       const body = ctx.params.body;
       const app = await ctx.call<{ expires_at: string | null; archived: boolean } | null, object>("applications.resolveForGateway", { zone_id: zoneId, id: body.application_id });
       if (!app || app.archived || (app.expires_at && Date.parse(app.expires_at) <= Date.now())) throw notFound("application_not_found", "application not found");

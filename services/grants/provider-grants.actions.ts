@@ -7,7 +7,8 @@ import { redisClient } from "../../shared/redis";
 import { anyQuery, checkBody, pathParams } from "../../shared/validation";
 import type { ApiContext, RouteParams } from "../../shared/meta";
 import { activeKeyOf, toPublicProviderGrant, type ProviderGrantDoc } from "./models/grant.model";
-import { authorizeBody, checkExpiresAt, parseCallbackQuery, providerGrantBody, providerGrantRevokeBody } from "./grant-rules";
+import { checkExpiresAt, parseCallbackQuery } from "./grant-rules";
+import { GRANT_BODIES } from "./grants.api";
 import { allowedTokenEndpoint, buildAuthorizationUrl, clientAuth, exchangeCode, parseStoredState, randomToken, STATE_TTL_SEC, type StoredState } from "./oauth";
 import { connectedPage, failedPage, wantsHtml } from "./callback-page";
 import { toEnvelope } from "../../gateway/errors";
@@ -38,7 +39,7 @@ export const providerGrantActions = {
     async handler(this: GrantsThis, ctx: ApiContext<RouteParams<ZonePath, ImportBody>>) {
       const { zoneId } = ctx.params.params;
       await activeZoneOf(ctx, zoneId);
-      checkBody(providerGrantBody, ctx.params.body, "invalid_provider_grant");
+      checkBody(GRANT_BODIES.createProviderGrant, ctx.params.body, "invalid_provider_grant");
       const body = ctx.params.body;
       const expiresAt = checkExpiresAt(body.expires_at, "invalid_provider_grant");
       await this.checkProviderTarget(ctx, zoneId, body, "only oauth2_authorization_code providers use delegated provider grants");
@@ -53,7 +54,7 @@ export const providerGrantActions = {
     async handler(this: GrantsThis, ctx: ApiContext<RouteParams<ZonePath, AuthorizeBody>>) {
       const { zoneId } = ctx.params.params;
       await activeZoneOf(ctx, zoneId);
-      checkBody(authorizeBody, ctx.params.body, "invalid_provider_oauth_authorize");
+      checkBody(GRANT_BODIES.authorize, ctx.params.body, "invalid_provider_oauth_authorize");
       const body = ctx.params.body;
       const { provider } = await this.checkProviderTarget(ctx, zoneId, body, "only oauth2_authorization_code providers use browser authorization");
       const state = randomToken();
@@ -100,7 +101,7 @@ export const providerGrantActions = {
     params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
     async handler(this: GrantsThis, ctx: ApiContext<RouteParams<ZonePath, TupleBody>>) {
       const { zoneId } = ctx.params.params;
-      checkBody(providerGrantRevokeBody, ctx.params.body, "invalid_provider_grant_revoke");
+      checkBody(GRANT_BODIES.revokeProviderGrant, ctx.params.body, "invalid_provider_grant_revoke");
       const body = ctx.params.body;
       const key = activeKeyOf(zoneId, body.user_id, body.resource_id, body.provider_id);
       const none = () => notFound("provider_grant_not_found", "no active provider grant for this user, resource and provider");

@@ -50,7 +50,7 @@ const grant = (f: Fixture, extra: Record<string, unknown> = {}) => post(`/v1/zon
 /** The caracal.zone.events entries about one entity, oldest first, once there are at least `count`. */
 async function zoneEventsOf(entityId: string, count: number) {
   return eventually(async () => {
-    const entries = await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 5000);
+    const entries = await redis.xrevrange(c.stream("caracal.zone.events"), "+", "-", "COUNT", 5000);
     const mine = entries.map(([, fields]) => fieldsOf(fields)).filter((e) => e.entity_id === entityId).reverse();
     return mine.length >= count ? mine : undefined;
   }, 8000);
@@ -130,7 +130,7 @@ describe("delegated grants: get and revoke", () => {
     expect(events.map((e) => e.action)).toEqual(["created", "deleted", "deleted"]);
     for (const e of events.slice(1)) {
       expect(e).toMatchObject({ zone_id: f.z, entity_type: "grant", entity_id: g.id, action: "deleted", subject_id: "u1", grant_id: g.id, outbox_id: expect.any(String), request_id: expect.any(String) });
-      expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], "caracal.zone.events", e)).toBe(true);
+      expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], c.stream("caracal.zone.events"), e)).toBe(true);
     }
     expect(events[1]!.outbox_id).not.toBe(events[2]!.outbox_id);
   });
@@ -197,7 +197,8 @@ describe("delegated grants: list", () => {
   test.each([
     ["an empty user_id", "user_id="],
     ["an empty scope in the list", "scopes=a,,b"],
-    ["an id over 512 characters", "application_id=" + "x".repeat(513)],
+    ["an id over 128 characters", "application_id=" + "x".repeat(129)],
+    ["a subject over 256 characters", "user_id=" + "x".repeat(257)],
     ["65 scopes", "scopes=" + Array.from({ length: 65 }, (_, i) => `s${i}`).join(",")],
     ["limit 0", "limit=0"],
     ["limit 501", "limit=501"],

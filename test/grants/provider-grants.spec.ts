@@ -184,7 +184,7 @@ describe("provider grants: import", () => {
     expect(again.status).toBe(201);
     expect(again.body.id).not.toBe(made.body.id);
     const events = await eventually(async () => {
-      const all = (await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 5000)).map(([, f]) => fieldsOf(f)).filter((e) => e.entity_id === made.body.id);
+      const all = (await redis.xrevrange(c.stream("caracal.zone.events"), "+", "-", "COUNT", 5000)).map(([, f]) => fieldsOf(f)).filter((e) => e.entity_id === made.body.id);
       return all.length >= 2 ? all.reverse() : undefined;
     }, 8000);
     expect(events.map((e) => [e.entity_type, e.action])).toEqual([["provider_grant", "created"], ["provider_grant", "deleted"]]);
@@ -431,7 +431,8 @@ describe("secrets", () => {
     expect((await callback(w.z, { state: a.body.state, code: "c" })).status).toBe(201);
     const secrets = [...tokens.issued, clientSecret, verifier].filter((s) => s.length >= 8);
     expect(secrets.length).toBeGreaterThanOrEqual(4);
-    const entries = (await redis.xrange("caracal.zone.events", "-", "+")).map(([, f]) => f.join("\n"));
+    const entries = (await redis.xrange(c.stream("caracal.zone.events"), "-", "+")).map(([, f]) => f.join("\n"));
+    expect(entries.length).toBeGreaterThan(10);
     const haystacks = { responses: responses.join("\n"), events: entries.join("\n"), logs: logLines.join("\n") };
     const hits = Object.entries(haystacks).flatMap(([where, text]) => secrets.filter((s) => text.includes(s)).map((s) => `${where}: ${s.slice(0, 6)}…`));
     expect(hits).toEqual([]);

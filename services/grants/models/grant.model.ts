@@ -3,6 +3,7 @@ import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 import type { Sealed } from "../../../shared/sealing";
+import { J } from "../../../shared/api-doc";
 
 export type GrantStatus = "active" | "revoked" | "expired";
 
@@ -112,4 +113,49 @@ export const toPublicProviderGrant = (g: ProviderGrantDoc) => ({
   expires_at: iso(g.expires_at),
   created_at: iso(g.created_at)!,
   updated_at: iso(g.updated_at)!,
+});
+
+const status = J.enum(["active", "revoked", "expired"]);
+
+/** What toPublicGrant returns. */
+export const publicGrantSchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  application_id: J.string(),
+  user_id: { ...J.string(), description: "The subject the grant is for" },
+  resource_id: J.string(),
+  scopes: J.array(J.string()),
+  status,
+  created_at: J.timestamp,
+});
+
+/** A row of the grants list: the grant with the names of what it binds, from the services that own them. */
+export const grantRowSchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  application_id: J.string(),
+  user_id: J.string(),
+  resource_id: J.string(),
+  provider_id: { ...J.nullable(J.string()), description: "The resource's current credential provider" },
+  application_name: J.nullable(J.string()),
+  resource_name: J.nullable(J.string()),
+  provider_name: J.nullable(J.string()),
+  provider_kind: J.nullable(J.string()),
+  scopes: J.array(J.string()),
+  status,
+  created_at: J.timestamp,
+});
+
+/** What toPublicProviderGrant returns: never a token. */
+export const publicProviderGrantSchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  user_id: J.string(),
+  resource_id: J.string(),
+  provider_id: J.string(),
+  scopes: J.array(J.string()),
+  status,
+  expires_at: { ...J.nullable(J.timestamp), description: "When the upstream access token expires, when known" },
+  created_at: J.timestamp,
+  updated_at: J.timestamp,
 });
