@@ -114,6 +114,7 @@ const ApiService: ServiceSchema<any> = {
         onBeforeCall(this: any, ctx: Context<any, any>, route: unknown, req: Req) {
           ctx.meta.actor = req.$actor;
           if (req.$idempotency) ctx.meta.idempotency = req.$idempotency.meta;
+          if (routeFor(req.method ?? "GET", requestPath(req))?.negotiates && typeof req.headers.accept === "string") ctx.meta.accept = req.headers.accept;
         },
         onAfterCall(this: any, ctx: Context<any, any>, route: unknown, req: Req, res: Res, data: any) {
           if (data && typeof data === "object" && "next_cursor" in data && data.next_cursor) {

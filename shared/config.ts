@@ -1,5 +1,6 @@
 // Configuration read once from the environment, validated and typed; nothing else reads process.env.
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 
 export type Mode = "dev" | "rc" | "stable";
 
@@ -50,6 +51,12 @@ export interface Config {
   dcrGcIntervalMs: number;
   /** Services /ready waits for; null means every service the route table names. */
   readyServices: string[] | null;
+  /**
+   * Test-only settings of the OAuth token exchange (grants service), off by default and refused in
+   * release mode: token endpoints on loopback addresses, and one more trusted CA (a test's self-signed
+   * certificate; deployments use NODE_EXTRA_CA_CERTS, read by Node at start).
+   */
+  oauthTest: { allowLoopback: boolean; caPem: string | null };
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number {
@@ -58,6 +65,14 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number
   const n = Number(raw.trim());
   if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
   return n;
+}
+
+/** A boolean setting: unset, "", "false" or "0" is off; "true" or "1" is on; anything else is an error. */
+function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = (env[name] ?? "").trim().toLowerCase();
+  if (raw === "" || raw === "false" || raw === "0") return false;
+  if (raw === "true" || raw === "1") return true;
+  throw new Error(`${name} must be true or false, got "${env[name]}"`);
 }
 
 /** A hex key of at least 32 bytes; in dev a missing one is generated (and reported by the caller). */
@@ -108,6 +123,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
   if (zoneKek.length !== 32 || zoneKek.every((b) => b === 0)) throw new Error("ZONE_KEK must be 32 bytes of hex, not all zeros");
 
   const metricsBearer = env.METRICS_BEARER?.trim() || null;
+
+  const allowLoopback = flag(env, "OAUTH_TEST_ALLOW_LOOPBACK");
+  const caFile = env.OAUTH_TEST_CA_FILE?.trim() || null;
+  if (release && (allowLoopback || caFile)) throw new Error("OAUTH_TEST_ALLOW_LOOPBACK and OAUTH_TEST_CA_FILE are test-only settings and are refused when CARACAL_MODE is rc or stable");
 
   return {
     mode,
@@ -164,6 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
     dcrGcIntervalMs: int(env, "DCR_GC_INTERVAL_MS", 60_000, 100),
     readyServices: env.READY_SERVICES?.trim() ? env.READY_SERVICES.split(",").map((x) => x.trim()).filter(Boolean) : null,
+    oauthTest: { allowLoopback, caPem: caFile ? readFileSync(caFile, "utf8") : null },
     generatedKeys: generated,
   };
 }

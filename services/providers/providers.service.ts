@@ -1,7 +1,6 @@
 // Providers and resources of a zone. Owns `providers`, `resources`, `zone_keys`, `provider_counters`.
 import type { ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
-import { randomBytes } from "node:crypto";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
@@ -15,7 +14,9 @@ import { config } from "../../shared/config";
 import { counterSchema, providerSchema, resourceSchema, toPublicProvider, toPublicResource, zoneKeySchema, type ProviderDoc, type ResourceDoc } from "./models/provider.model";
 import { providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
 import { checkProviderCreate, checkProviderUpdate, checkResourceCreate, checkResourceMerged, checkResourceUpdateBody, throwFirst } from "./body-checks";
-import { open, seal } from "./sealing";
+import { seal } from "./sealing";
+import { grantSupportActions } from "./grant-support.actions";
+import { loadZoneDataKey } from "../../shared/zone-keys";
 
 interface Methods extends OutboxMethods, MongoMethods {
   providers(): Model<ProviderDoc>;
@@ -325,6 +326,9 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         return { cleared: await this.clearGatewayApp(ctx, ctx.params.zone_id, ctx.params.application_id) };
       },
     },
+
+    // Internal, for the grants service: resolveForGrant, oauthClientSecret, resourceNamesByIds.
+    ...(grantSupportActions as unknown as ServiceSchema["actions"]),
   },
 
   methods: {
@@ -354,19 +358,9 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       await activeZoneOf(ctx, zoneId);
     },
 
-    /** The zone's data key, created on first use; concurrent first uses converge on one (unique _id). */
+    /** The zone's data key, created on first use (shared/zone-keys.ts). */
     async zoneDataKey(this: any, zoneId: string) {
-      const keys = this.models.ZoneKey as Model<{ _id: string; nonce: string; ciphertext: string; created_at?: Date }>;
-      let row = await keys.findById(zoneId).lean();
-      if (!row) {
-        try {
-          await keys.create({ _id: zoneId, ...seal(config().zoneKek, randomBytes(32), `zone-key:${zoneId}`), created_at: new Date() });
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err;
-        }
-        row = await keys.findById(zoneId).lean();
-      }
-      return open(config().zoneKek, row!, `zone-key:${zoneId}`);
+      return loadZoneDataKey(this.models.ZoneKey, config().zoneKek, zoneId);
     },
 
     async sealSecrets(zoneId: string, providerId: string, secrets: Record<string, string>) {
