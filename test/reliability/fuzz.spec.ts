@@ -9,6 +9,7 @@ import { connect } from "node:net";
 import mongoose from "mongoose";
 import Redis from "ioredis";
 import { startCluster, type Cluster } from "../helpers/cluster";
+import { processNames } from "../../deploy/local/services";
 import { ROUTES, type RouteDef } from "../../gateway/routes";
 import { fieldsOf } from "../../shared/signing";
 
@@ -24,7 +25,8 @@ let db: mongoose.Connection;
 const fixtures: Record<string, string> = {};
 
 beforeAll(async () => {
-  c = await startCluster({ processes: ["zones", "applications", "providers", "policies"], env: { API_BODY_LIMIT_BYTES: String(BODY_LIMIT) } });
+  // Every process, so every route of the table has its service.
+  c = await startCluster({ processes: processNames().filter((n) => n !== "gateway"), env: { API_BODY_LIMIT_BYTES: String(BODY_LIMIT) } });
   redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
   db = await mongoose.createConnection(c.mongoUrl).asPromise();
   const post = async (path: string, body: object) => {
