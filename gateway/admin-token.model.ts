@@ -1,4 +1,5 @@
 // The admin_tokens collection (hash and lookup digest only, never the token) and the public shape of a token.
+import { addListIndexes, listedFields } from "../shared/list/buckets";
 import { Schema } from "mongoose";
 import { J } from "../shared/api-doc";
 
@@ -29,10 +30,12 @@ export const tokenSchema = new Schema(
     revoked_at: { type: Date, default: null },
     digest: String,
     hash: String,
+    ...listedFields,
   },
   { versionKey: false, _id: false },
 );
-tokenSchema.index({ created_at: -1, _id: -1 });
+// Tokens are not inside a zone: one list scope for all (shared/list/buckets.ts).
+addListIndexes(tokenSchema);
 // A token's tokens (revoked together when it is rotated).
 tokenSchema.index({ created_by: 1 });
 

@@ -6,7 +6,10 @@ import { badRequest, forbidden, notFound } from "../shared/errors";
 import { newId } from "../shared/ids";
 import { anyQuery } from "../shared/validation";
 import { activeZoneOf } from "../shared/zones-client";
-import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../shared/pagination";
+import { parseListQuery, pageOf } from "../shared/pagination";
+
+/** Admin tokens are listed in one scope. */
+const ALL_TOKENS = "all";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../shared/meta";
 import type { Actor } from "../shared/actor";
 import { config } from "../shared/config";
@@ -48,7 +51,7 @@ interface Methods extends MongoMethods {
 
 const AdminTokensService: ServiceSchema<{}, Methods> = {
   name: "adminTokens",
-  mixins: [MongoMixin({ AdminToken: { schema: tokenSchema, collection: "admin_tokens" }, TokenDigest: { schema: digestSchema, collection: "admin_token_digests" } })],
+  mixins: [MongoMixin({ AdminToken: { schema: tokenSchema, collection: "admin_tokens" }, TokenDigest: { schema: digestSchema, collection: "admin_token_digests" } }, { listed: ["AdminToken"] })],
 
   actions: {
     list: {
@@ -56,8 +59,8 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams>) {
         this.assertManager(ctx.meta.actor);
         const q = parseListQuery(ctx.params.query);
-        const rows = await this.tokens().find(keysetFilter(q.after), { hash: 0, digest: 0 }).sort(keysetSort()).limit(q.limit + 1).lean<TokenDoc[]>();
-        return pageOf(rows, q, toPublicToken);
+        const page = await this.listRows<TokenDoc>("AdminToken", ALL_TOKENS, q, { projection: { hash: 0, digest: 0 } });
+        return pageOf(page.rows, q, toPublicToken, {}, "created_at", page.resumeAfter);
       },
     },
 
@@ -89,7 +92,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
           hash: await hashToken(token),
         };
         await this.models.TokenDigest.create({ _id: doc.digest, token_id: doc._id });
-        await this.tokens().create(doc);
+        await this.tokens().create({ ...doc, ...(await this.listFields("AdminToken", ALL_TOKENS, [doc.created_at]))[0] });
         const { last_used_at: _l, revoked_at: _r, ...shown } = toPublicToken(doc);
         return created(ctx, `/v1/admin-tokens/${doc._id}`, { ...shown, token });
       },
@@ -187,7 +190,9 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       }
       if (pointer && !(await this.tokens().findById(pointer.token_id).lean())) {
         try {
-          await this.tokens().create({ _id: pointer.token_id, name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: new Date(), last_used_at: null, revoked_at: null, digest, hash: await hashToken(token) });
+          const createdAt = new Date();
+          const [listed] = await this.listFields("AdminToken", ALL_TOKENS, [createdAt]);
+          await this.tokens().create({ _id: pointer.token_id, name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: createdAt, last_used_at: null, revoked_at: null, digest, hash: await hashToken(token), ...listed });
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
         }

@@ -6,6 +6,7 @@ import { ZONES_API } from "../services/zones/zones.api";
 import { APPLICATIONS_API } from "../services/applications/applications.api";
 import { PROVIDERS_API } from "../services/providers/providers.api";
 import { POLICIES_API } from "../services/policies/policies.api";
+import { GRANTS_API } from "../services/grants/grants.api";
 import { AUDIT_API } from "../services/audit/audit.api";
 
 export const API_MODULES: Record<string, ServiceApi> = {
@@ -14,5 +15,6 @@ export const API_MODULES: Record<string, ServiceApi> = {
   applications: APPLICATIONS_API,
   providers: PROVIDERS_API,
   policies: POLICIES_API,
+  grants: GRANTS_API,
   audit: AUDIT_API,
 };

@@ -24,11 +24,11 @@ export function startAuditHooks(redis: Redis, broker: ServiceBroker, logger: Han
   };
 }
 
-/** Writes what is queued (bounded wait) and ends the live streams. */
+/** Ends the live streams and writes the queued records (bounded wait); the streams may already be stopped. */
 export async function stopAuditHooks(hooks: Partial<AuditHooks>): Promise<void> {
+  await hooks.zoneStreams?.stop();
   await hooks.adminAudit?.drain();
   hooks.adminAudit?.stop();
-  await hooks.zoneStreams?.stop();
 }
 
 /** The moleculer-web alias of a raw route: the api service method named by the route table. */

@@ -8,8 +8,10 @@ export interface RouteDef {
   /** Wire code when the JSON body fails its schema (path and query failures have their own codes). */
   bodyError?: string;
   summary: string;
-  /** Public routes skip admin authentication (none yet besides the OAuth callback later). */
+  /** Public routes skip admin authentication (the OAuth callback, where the browser lands). */
   public?: boolean;
+  /** The action answers HTML or JSON by the request's Accept header, which the gateway passes as ctx.meta.accept. */
+  negotiates?: boolean;
   /** Served by the gateway itself with the raw request and response (a method of the api service), not an action. */
   raw?: string;
 }
@@ -63,6 +65,15 @@ export const ROUTES: RouteDef[] = [
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/activate", action: "policies.activateSet", bodyError: "invalid_body", summary: "Activate a policy-set version (202, asynchronous)" },
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/activation-status", action: "policies.activationStatus", summary: "Propagation status of an activation" },
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/simulate", action: "policies.simulate", bodyError: "invalid_body", summary: "Dry-run a policy-set version, executing it with OPA when an input is given" },
+
+  { method: "GET", path: "/zones/:zoneId/grants", action: "grants.list", summary: "List delegated grants (filters: application_id, user_id/subject_id, resource_id, provider_id, status, scopes)" },
+  { method: "POST", path: "/zones/:zoneId/grants", action: "grants.create", bodyError: "invalid_body", summary: "Create a delegated grant" },
+  { method: "GET", path: "/zones/:zoneId/grants/:id", action: "grants.get", summary: "Get a delegated grant" },
+  { method: "DELETE", path: "/zones/:zoneId/grants/:id", action: "grants.revoke", summary: "Revoke a delegated grant (announced for session revocation)" },
+  { method: "POST", path: "/zones/:zoneId/provider-grants", action: "grants.createProviderGrant", bodyError: "invalid_provider_grant", summary: "Import upstream tokens as the active provider grant (upsert)" },
+  { method: "POST", path: "/zones/:zoneId/provider-grants/oauth/authorize", action: "grants.authorize", bodyError: "invalid_provider_oauth_authorize", summary: "Start the OAuth authorization-code flow (PKCE)" },
+  { method: "GET", path: "/zones/:zoneId/provider-grants/oauth/callback", action: "grants.callback", summary: "OAuth redirect target: exchange the code, store the provider grant", public: true, negotiates: true },
+  { method: "POST", path: "/zones/:zoneId/provider-grants/revoke", action: "grants.revokeProviderGrant", bodyError: "invalid_provider_grant_revoke", summary: "Revoke the active provider grant" },
 
   { method: "GET", path: "/zones/:zoneId/audit", action: "audit.list", summary: "Decision audit events (filters, fields, CSV export)" },
   { method: "GET", path: "/zones/:zoneId/audit/by-request/:requestId", action: "audit.byRequest", summary: "Every decision event of one request, oldest first" },

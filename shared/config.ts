@@ -1,5 +1,6 @@
 // Configuration read once from the environment, validated and typed; nothing else reads process.env.
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 
 export type Mode = "dev" | "rc" | "stable";
 
@@ -26,6 +27,14 @@ export interface Config {
   zoneKek: Buffer;
   metricsBearer: string | null;
   bodyLimitBytes: number;
+  /** HTTP server limits against slow or greedy clients (ms; connections per client IP). */
+  http: { headersTimeoutMs: number; requestTimeoutMs: number; keepAliveTimeoutMs: number; maxConnectionsPerIp: number };
+  /** How long an Idempotency-Key's first response is kept for replay. */
+  idempotencyTtlSec: number;
+  /** Writers that may wait for one document per process before the next is refused with 429. */
+  writeQueueMax: number;
+  /** Liveness between processes: heartbeat period and silence after which a node counts as gone (0 = Moleculer's own check). */
+  cluster: { heartbeatMs: number; nodeTimeoutMs: number; requestTimeoutMs: number; circuitBreaker: boolean };
   rateLimitPerMin: number;
   actorRateLimitPerMin: number;
   authFailLimitPerMin: number;
@@ -42,6 +51,12 @@ export interface Config {
   dcrGcIntervalMs: number;
   /** Services /ready waits for; null means every service the route table names. */
   readyServices: string[] | null;
+  /**
+   * Test-only settings of the OAuth token exchange (grants service), off by default and refused in
+   * release mode: token endpoints on loopback addresses, and one more trusted CA (a test's self-signed
+   * certificate; deployments use NODE_EXTRA_CA_CERTS, read by Node at start).
+   */
+  oauthTest: { allowLoopback: boolean; caPem: string | null };
   /** Audit service: retention ceiling (days), stream consumers, zone-event SSE (see services/audit). */
   audit: { retentionMaxDays: number; claimIdleMs: number; maxDeliveries: number; retentionSweepMs: number; sseHeartbeatMs: number; sseClientBufferBytes: number };
 }
@@ -52,6 +67,14 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number
   const n = Number(raw.trim());
   if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
   return n;
+}
+
+/** A boolean setting: unset, "", "false" or "0" is off; "true" or "1" is on; anything else is an error. */
+function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = (env[name] ?? "").trim().toLowerCase();
+  if (raw === "" || raw === "false" || raw === "0") return false;
+  if (raw === "true" || raw === "1") return true;
+  throw new Error(`${name} must be true or false, got "${env[name]}"`);
 }
 
 /** A hex key of at least 32 bytes; in dev a missing one is generated (and reported by the caller). */
@@ -103,6 +126,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
 
   const metricsBearer = env.METRICS_BEARER?.trim() || null;
 
+  const allowLoopback = flag(env, "OAUTH_TEST_ALLOW_LOOPBACK");
+  const caFile = env.OAUTH_TEST_CA_FILE?.trim() || null;
+  if (release && (allowLoopback || caFile)) throw new Error("OAUTH_TEST_ALLOW_LOOPBACK and OAUTH_TEST_CA_FILE are test-only settings and are refused when CARACAL_MODE is rc or stable");
+
   return {
     mode,
     release,
@@ -122,7 +149,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     auditHmacKey: hexKey(env, "AUDIT_HMAC_KEY", release, generated),
     zoneKek,
     metricsBearer,
-    bodyLimitBytes: int(env, "API_BODY_LIMIT_BYTES", 1024 * 1024, 1),
+    // Half of NATS's default max_payload (1 MiB): a body travels inside a larger request packet.
+    bodyLimitBytes: int(env, "API_BODY_LIMIT_BYTES", 512 * 1024, 1),
+    http: {
+      headersTimeoutMs: int(env, "HTTP_HEADERS_TIMEOUT_MS", 10_000, 100),
+      requestTimeoutMs: int(env, "HTTP_REQUEST_TIMEOUT_MS", 30_000, 100),
+      keepAliveTimeoutMs: int(env, "HTTP_KEEP_ALIVE_TIMEOUT_MS", 5_000, 100),
+      maxConnectionsPerIp: int(env, "HTTP_MAX_CONNECTIONS_PER_IP", 256, 1),
+    },
+    idempotencyTtlSec: int(env, "IDEMPOTENCY_TTL_SEC", 24 * 3600, 1),
+    writeQueueMax: int(env, "WRITE_QUEUE_MAX", 512, 1),
+    cluster: {
+      heartbeatMs: int(env, "CLUSTER_HEARTBEAT_MS", 500, 50),
+      nodeTimeoutMs: int(env, "CLUSTER_NODE_TIMEOUT_MS", 1500, 0),
+      requestTimeoutMs: int(env, "CLUSTER_REQUEST_TIMEOUT_MS", 10_000, 100),
+      circuitBreaker: (env.CLUSTER_CIRCUIT_BREAKER ?? "").trim() === "true",
+    },
     rateLimitPerMin: int(env, "API_V1_RATE_LIMIT_PER_MIN", 600),
     actorRateLimitPerMin: int(env, "API_V1_ACTOR_RATE_LIMIT_PER_MIN", 1200),
     authFailLimitPerMin: int(env, "ADMIN_AUTH_FAIL_LIMIT_PER_MIN", 60),
@@ -143,6 +185,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
     dcrGcIntervalMs: int(env, "DCR_GC_INTERVAL_MS", 60_000, 100),
     readyServices: env.READY_SERVICES?.trim() ? env.READY_SERVICES.split(",").map((x) => x.trim()).filter(Boolean) : null,
+    oauthTest: { allowLoopback, caPem: caFile ? readFileSync(caFile, "utf8") : null },
     audit: {
       retentionMaxDays: int(env, "AUDIT_RETENTION_DAYS", 365, 1),
       claimIdleMs: int(env, "AUDIT_CLAIM_IDLE_SECS", 30, 1) * 1000,

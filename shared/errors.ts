@@ -15,6 +15,12 @@ export class AppError extends Errors.MoleculerError {
   }
 }
 
+/** A refusal the client should retry after `retryAfterSec` (429/503): the gateway sends it as Retry-After. */
+export function retryLater(status: number, code: string, description: string, retryAfterSec: number): AppError {
+  // In `data`, not a property of its own: only the standard fields survive a NATS hop.
+  return new AppError(status, code, description, { retry_after: retryAfterSec });
+}
+
 export const notFound = (code: string, description?: string) => new AppError(404, code, description);
 export const badRequest = (code: string, description?: string, details?: Details) => new AppError(400, code, description, details);
 export const conflict = (code: string, description?: string, details?: Details) => new AppError(409, code, description, details);

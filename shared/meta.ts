@@ -7,6 +7,9 @@ export interface RequestMeta {
   $statusCode?: number;
   $location?: string;
   $responseHeaders?: Record<string, string>;
+  $responseType?: string;
+  /** The request's Accept header, for routes that answer HTML or JSON (RouteDef.negotiates). */
+  accept?: string;
 }
 
 export type ApiContext<P = Record<string, any>> = Context<P, RequestMeta>;

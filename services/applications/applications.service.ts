@@ -16,6 +16,7 @@ import { tryDocLock } from "../../shared/doc-lock";
 import { config } from "../../shared/config";
 import { applicationSchema, isLiveDcr, toPublicApplication, type ApplicationDoc } from "./models/application.model";
 import { checkTraits } from "./traits";
+import { nameActions } from "./names.actions";
 import { hashClientSecret, newClientSecret, verifyClientSecret } from "./client-secret";
 import { ZoneCounters } from "../../shared/zone-counters";
 import { APPLICATION_BODIES } from "./applications.api";
@@ -228,6 +229,9 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         return { id: app._id, zone_id: app.zone_id, registration_method: app.registration_method, expires_at: app.expires_at ? new Date(app.expires_at).toISOString() : null, archived: app.archived_at !== null };
       },
     },
+
+    // Internal, for the grants service's list rows: namesByIds.
+    ...(nameActions as unknown as ServiceSchema["actions"]),
 
     /** Internal: checks a client secret (the token service's job in production; used to prove rotation). */
     verifySecret: {

@@ -12,7 +12,7 @@ import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
 import { config } from "../../shared/config";
 import { pathParams, anyQuery, checkBody } from "../../shared/validation";
-import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { policySchema, policyVersionSchema, toPublicPolicy, toPublicPolicyVersion, versionSummary, type PolicyDoc, type PolicyVersionDoc } from "./models/policy.model";
@@ -92,7 +92,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       PolicyVersion: { schema: policyVersionSchema, collection: "policy_versions" },
       PolicySet: { schema: policySetSchema, collection: "policy_sets" },
       PolicySetVersion: { schema: policySetVersionSchema, collection: "policy_set_versions" },
-    }, { listed: ["Policy", "PolicySet"] }),
+    }, { listed: ["Policy", "PolicySet", "PolicySetVersion"] }),
     OutboxMixin(["Policy", "PolicyVersion", "PolicySet", "PolicySetVersion"]),
   ],
 
@@ -317,12 +317,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         if (!set || set.zone_id !== zoneId) throw notFound("policy_set_not_found", "policy set not found");
         const filters = { policy_set_id: id };
         const q = parseListQuery(ctx.params.query, undefined, filters);
-        const rows = await this.setVersions()
-          .find({ policy_set_id: id, ...keysetFilter(q.after) }, { _outbox: 0 })
-          .sort(keysetSort())
-          .limit(q.limit + 1)
-          .lean<PolicySetVersionDoc[]>();
-        return pageOf(rows, q, toPublicSetVersion, filters);
+        const page = await this.listRows<PolicySetVersionDoc>("PolicySetVersion", id, q, { projection: { _outbox: 0 } });
+        return pageOf(page.rows, q, toPublicSetVersion, filters, "created_at", page.resumeAfter);
       },
     },
 
@@ -590,6 +586,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         let next = (p.version_ids?.length ?? 0) + 1;
         for (let attempt = 0; attempt < 20; attempt++, next++) {
           const doc = build(next);
+          // Set versions are listed per set: they take their bucket fields at creation.
+          if (child === this.setVersions()) Object.assign(doc, (await this.listFields("PolicySetVersion", parentId, [doc.created_at]))[0]);
           try {
             await child.create(doc);
           } catch (err) {

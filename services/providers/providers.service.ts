@@ -1,13 +1,11 @@
 // Providers and resources of a zone. Owns `providers`, `resources`, `zone_keys`, `provider_counters`.
 import type { ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
-import { randomBytes } from "node:crypto";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { badRequest, conflict, notFound, Problems } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
-import { newId } from "../../shared/ids";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
@@ -18,7 +16,9 @@ import { ZoneCounters } from "../../shared/zone-counters";
 import { redisClient } from "../../shared/redis";
 import { providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
 import { checkProviderCreate, checkProviderUpdate, checkResourceCreate, checkResourceMerged, checkResourceUpdateBody, throwFirst } from "./body-checks";
-import { open, seal } from "./sealing";
+import { seal } from "./sealing";
+import { grantSupportActions } from "./grant-support.actions";
+import { loadZoneDataKey } from "../../shared/zone-keys";
 
 interface Methods extends OutboxMethods, MongoMethods {
   providers(): Model<ProviderDoc>;
@@ -33,6 +33,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   checkGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<void>;
   noneProvider(ctx: ApiContext, zoneId: string): Promise<string>;
   clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<number>;
+  adjustResourceCount(zoneId: string, delta: 1 | -1): Promise<boolean>;
   zoneCounts: ZoneCounters;
 }
 
@@ -82,7 +83,9 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const { publicConfig, secrets } = split;
         const base = explicit ?? providerIdentifierBase(name, kind);
         assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.providerIdentifier);
-        const id = newId();
+        const id = this.entityId(ctx);
+        const prior = await this.priorCreate<ProviderDoc>(ctx, "Provider", id);
+        if (prior) return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(prior));
         const now = new Date();
         const [listed] = await this.listFields("Provider", zoneId, [now]);
         const sealed = Object.keys(secrets).length ? await this.sealSecrets(zoneId, id, secrets) : null;
@@ -97,6 +100,8 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
             await this.providers().create({ ...doc, ...listed, ...withNewEvents(events) });
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
+            const raced = await this.priorCreate<ProviderDoc>(ctx, "Provider", id);
+            if (raced) return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(raced));
             if (explicit) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
             continue;
           }
@@ -208,12 +213,16 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         if (!control) await this.checkGatewayApp(ctx, zoneId, gatewayApp!);
         if (control && !providerId) providerId = await this.noneProvider(ctx, zoneId);
 
-        const id = newId();
-        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
-        // The quota counter and the insert run under one lock per zone.
-        return this.locked(counters, `resources:${zoneId}`, async () => {
-          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 0;
-          if (count >= config().maxResourcesPerZone) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
+        const id = this.entityId(ctx);
+        // A retry (same Idempotency-Key) of a create that was stored but never answered gets it back.
+        const prior = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
+        if (prior) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(prior));
+        // A place under the quota is taken first, under the zone's lock, and given back if the insert fails;
+        // the insert itself runs outside the lock, so creates in one zone queue only for the counter.
+        // A crash in between leaves the counter one too high (the zone then holds one fewer), never too low.
+        if (!(await this.adjustResourceCount(zoneId, +1))) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
+        let stored = false;
+        try {
           const now = new Date();
           const [listed] = await this.listFields("Resource", zoneId, [now]);
           for (let attempt = 0; attempt < 50; attempt++) {
@@ -228,16 +237,20 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               await this.resources().create({ ...doc, ...listed, ...withNewEvents(events) });
             } catch (err) {
               if (!isDuplicateKey(err)) throw err;
+              const raced = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
+              if (raced) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(raced));
               if (body.identifier) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
               continue;
             }
-            await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: count + 1 } }, { upsert: true });
+            stored = true;
             if (doc.operation_enforcement !== "enforced") await this.zoneCounts.bump(zoneId, { unenforced_resources: 1 });
             await this.outboxKick("Resource", id, events);
             return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(doc));
           }
           throw conflict("resource_identifier_conflict", "no free identifier for this name");
-        });
+        } finally {
+          if (!stored) await this.adjustResourceCount(zoneId, -1);
+        }
       },
     },
 
@@ -302,11 +315,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), archived: true, gateway_application_id: null } }, events));
           if (r.operation_enforcement !== "enforced") await this.zoneCounts.bump(zoneId, { unenforced_resources: -1 });
         });
-        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
-        await this.locked(counters, `resources:${zoneId}`, async () => {
-          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 1;
-          await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: Math.max(0, count - 1) } }, { upsert: true });
-        });
+        await this.adjustResourceCount(zoneId, -1);
         await this.outboxKick("Resource", id, events);
         return noContent(ctx);
       },
@@ -344,9 +353,27 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         return { cleared: await this.clearGatewayApp(ctx, ctx.params.zone_id, ctx.params.application_id) };
       },
     },
+
+    // Internal, for the grants service: resolveForGrant, oauthClientSecret, resourceNamesByIds.
+    ...(grantSupportActions as unknown as ServiceSchema["actions"]),
   },
 
   methods: {
+    /**
+     * Moves the zone's count of active resources by one, under the zone's lock; an increment that would pass
+     * the quota is refused (false).
+     */
+    async adjustResourceCount(zoneId: string, delta: 1 | -1) {
+      const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+      const key = `resources:${zoneId}`;
+      return this.locked(counters, key, async () => {
+        const count = (await counters.findById(key).lean())?.value ?? 0;
+        if (delta > 0 && count >= config().maxResourcesPerZone) return false;
+        await counters.updateOne({ _id: key }, { $set: { value: Math.max(0, count + delta) } }, { upsert: true });
+        return true;
+      });
+    },
+
     providers(this: any) {
       return this.models.Provider as Model<ProviderDoc>;
     },
@@ -358,19 +385,9 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       await activeZoneOf(ctx, zoneId);
     },
 
-    /** The zone's data key, created on first use; concurrent first uses converge on one (unique _id). */
+    /** The zone's data key, created on first use (shared/zone-keys.ts). */
     async zoneDataKey(this: any, zoneId: string) {
-      const keys = this.models.ZoneKey as Model<{ _id: string; nonce: string; ciphertext: string; created_at?: Date }>;
-      let row = await keys.findById(zoneId).lean();
-      if (!row) {
-        try {
-          await keys.create({ _id: zoneId, ...seal(config().zoneKek, randomBytes(32), `zone-key:${zoneId}`), created_at: new Date() });
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err;
-        }
-        row = await keys.findById(zoneId).lean();
-      }
-      return open(config().zoneKek, row!, `zone-key:${zoneId}`);
+      return loadZoneDataKey(this.models.ZoneKey, config().zoneKek, zoneId);
     },
 
     async sealSecrets(zoneId: string, providerId: string, secrets: Record<string, string>) {

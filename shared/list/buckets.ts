@@ -449,11 +449,15 @@ export class ListSequence {
     const started = Date.now();
     let i = 0;
     let batch = 1;
+    // How much of a full bucket the sequence has filled in bucket b (the top one is usually partial).
+    const share = (b: number) => (Math.min(top, (b + 1) * this.bucketSize - 1) - b * this.bucketSize + 1) / this.bucketSize;
+    let filled = 0;
     while (i < candidates.length && result.rows.length <= limit) {
       if (result.buckets >= MAX_BUCKETS_PER_PAGE || (result.buckets > 0 && Date.now() - started > PAGE_BUDGET_MS)) break;
       const now = candidates.slice(i, i + batch);
       i += now.length;
       const fetched = await Promise.all(now.map((c) => this.bucketRows(model, scope, c.bucket, c.bucket > topBucket - this.openBuckets, version ?? "0", opts, result)));
+      for (const c of now) filled += share(c.bucket);
       for (const rows of fetched) {
         result.buckets++;
         for (const row of rows) if (before(row) && (!opts.match || opts.match(row))) pool.push(row);
@@ -465,12 +469,9 @@ export class ListSequence {
       while (k < pool.length && ms(pool[k]![tsField]) > bound) k++;
       result.rows.push(...pool.splice(0, k));
       // Filters that select little: read as many buckets at a time as the yield so far suggests (up to 4).
-      // Without a filter a full bucket holds more than a page; a low yield so far only means the buckets
-      // read were partial (the newest one filling, the one the cursor cuts), so one at a time.
-      if (Object.keys(opts.where ?? {}).length || opts.match) {
-        const perBucket = (result.rows.length + pool.length) / result.buckets;
-        batch = Math.max(1, Math.min(4, Math.ceil((limit + 1 - result.rows.length) / Math.max(perBucket, 1))));
-      }
+      // Yield per full bucket: a top bucket holding a few rows does not make an unfiltered page read four more.
+      const perBucket = (result.rows.length + pool.length) / Math.max(filled, 1 / this.bucketSize);
+      batch = Math.max(1, Math.min(4, Math.ceil((limit + 1 - result.rows.length) / Math.max(perBucket, 1))));
     }
     if (result.rows.length > limit + 1) result.rows.length = limit + 1;
     if (result.rows.length <= limit && i < candidates.length) {

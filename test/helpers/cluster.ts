@@ -16,6 +16,11 @@ export interface Cluster {
   http: () => ReturnType<typeof request>;
   /** Stops one process's broker (as a crash would, minus the crash) and starts a fresh one in its place. */
   restart: (name: string) => Promise<ServiceBroker>;
+  /**
+   * Makes one process's broker vanish as a killed process would: no goodbye on NATS, no more heartbeats,
+   * its relay stopped, its replies never sent. `restart` then starts a fresh one without stopping it.
+   */
+  crash: (name: string) => Promise<void>;
   /** Bearer header of the bootstrap token. */
   auth: (token?: string) => { Authorization: string };
   stop: () => Promise<void>;
@@ -91,6 +96,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     for (const schema of await PROCESSES[name]!()) broker.createService(schema);
     return broker;
   };
+  const crashed = new Set<ServiceBroker>();
   for (const name of names) brokers[name] = await makeBroker(name);
   await Promise.all(Object.values(brokers).map((b) => b.start()));
   const gateway = brokers.gateway!;
@@ -107,16 +113,25 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     brokers,
     http: () => request(url),
     restart: async (name: string) => {
-      await brokers[name]!.stop();
+      if (!crashed.has(brokers[name]!)) await brokers[name]!.stop();
       const fresh = await makeBroker(name);
       await fresh.start();
       brokers[name] = fresh;
       await gateway.waitForServices(name === "gateway" ? [] : [name], 20_000);
       return fresh;
     },
+    crash: async (name: string) => {
+      const broker = brokers[name]! as any;
+      crashed.add(broker);
+      broker.registry.discoverer.stopHeartbeatTimers();
+      for (const svc of broker.services) await svc.relay?.stop?.();
+      await broker.transit.tx.client?.close();
+    },
     auth: (token = adminToken) => ({ Authorization: `Bearer ${token}` }),
     stop: async () => {
-      await Promise.all(Object.values(brokers).map((b) => b.stop()));
+      await Promise.all(Object.values(brokers).filter((b) => !crashed.has(b)).map((b) => b.stop()));
+      // A crashed broker is never stopped (its handlers may still wait); only its store connections are closed.
+      for (const b of crashed) for (const svc of (b as any).services) await svc.db?.close?.().catch(() => undefined);
       const mongoose = (await import("mongoose")).default;
       const conn = await mongoose.createConnection(mongoUrl).asPromise();
       await conn.dropDatabase().catch(() => undefined);

@@ -95,6 +95,16 @@ describe("bucketed lists", () => {
     expect(Math.max(...decoded)).toBeLessThanOrEqual(3 * BUCKET_SIZE);
   });
 
+  test("a first page over a top bucket of a few rows reads only the next bucket too", async () => {
+    // A second apart, so that bucket ranges do not overlap (marks are written a little ahead of their rows).
+    const base = Date.now() - 2_000_000;
+    const rows = await insert("z-partial-top", Array.from({ length: 3 * BUCKET_SIZE + 10 }, (_, i) => new Date(base + i * 1000)));
+    const q = parseListQuery({ limit: "200" }, { defaultLimit: 200, maxLimit: 1000 });
+    const page = await seq.rows<Row>(Rows, "z-partial-top", q.limit, q.after, { tsField: "ts" });
+    expect(page.rows.map((r) => r._id)).toEqual(expected(rows).slice(0, 201));
+    expect([page.buckets, page.decoded]).toEqual([2, 10 + BUCKET_SIZE]);
+  });
+
   test("timestamps out of arrival order (late events) still come back in exact (ts, id) order", async () => {
     const base = Date.now() - 5_000_000;
     // Same-millisecond ties included: the id breaks them.

@@ -80,12 +80,14 @@ export const policySetVersionSchema = new Schema(
     schema_version: { type: String, required: true },
     created_by: { type: String, required: true },
     created_at: { type: Date, required: true },
+    ...listedFields,
     ...outboxFields,
   },
   { versionKey: false, _id: false },
 );
 policySetVersionSchema.index({ policy_set_id: 1, version: 1 }, { unique: true });
-policySetVersionSchema.index({ policy_set_id: 1, created_at: -1, _id: -1 });
+// A set's versions are listed in the set's own scope (shared/list/buckets.ts).
+addListIndexes(policySetVersionSchema);
 addOutboxIndexes(policySetVersionSchema);
 
 export const toPublicPolicySet = (s: PolicySetDoc) => ({
