@@ -37,9 +37,20 @@ export const rawAlias = (method: string) =>
     return this[method]!(req, res);
   };
 
-/** GET /v1/zones/:zoneId/events/stream, after the v1 route's admission (auth and gates) ran. */
-export function serveZoneEventStream(hooks: AuditHooks, req: IncomingMessage & { $params?: { params?: Record<string, string> } }, res: ServerResponse, fail: (err: unknown) => void): void {
+/**
+ * GET /v1/zones/:zoneId/events/stream, after the v1 route's admission (auth and gates) ran. A zone that does
+ * not exist (or is archived) is 404 `zone_not_found`: there is nothing to follow. HEAD gets the headers only.
+ */
+export function serveZoneEventStream(hooks: AuditHooks & { broker: ServiceBroker }, req: IncomingMessage & { $params?: { params?: Record<string, string> }; $method?: string }, res: ServerResponse, fail: (err: unknown) => void): void {
   const zoneId = req.$params?.params?.zoneId ?? "";
   if (!PATH_ID_PATTERN.test(zoneId)) return fail(new AppError(400, "invalid_params", "A path parameter is malformed", { issues: [{ path: ["zoneId"], message: "must match ^[A-Za-z0-9_.\\-:]{1,128}$" }] }));
-  hooks.zoneStreams.serve(req, res, zoneId).catch((err) => (res.headersSent ? res.end() : fail(err)));
+  void (async () => {
+    const zone = await hooks.broker.call<{ archived: boolean } | null, { id: string }>("zones.resolve", { id: zoneId });
+    if (!zone || zone.archived) throw new AppError(404, "zone_not_found", "zone not found");
+    if (req.$method === "HEAD") {
+      res.writeHead(200, { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store" });
+      return void res.end();
+    }
+    await hooks.zoneStreams.serve(req, res, zoneId);
+  })().catch((err) => (res.headersSent ? res.end() : fail(err)));
 }

@@ -137,6 +137,10 @@ describe("GET /v1/zones/:zoneId/events/stream", () => {
     expect(sub.events.every((e) => e.data.zone_id === z)).toBe(true);
     await until(() => (sub.state.comments >= 3 ? true : undefined), 5000);
     sub.close();
+    const nowhere = subscribe("no-such-zone");
+    await until(() => (nowhere.state.status ? true : undefined));
+    expect(nowhere.state.status).toBe(404);
+    nowhere.close();
   });
 
   test("a client that reconnects with Last-Event-ID gets what it missed, in order, without a gap or a duplicate", async () => {
