@@ -9,7 +9,6 @@ import { RETENTION_BODY } from "./audit.api";
 import { adminAuditStream } from "../../shared/admin-audit";
 import { ZONE_EVENTS_STREAM } from "../../shared/mixins/outbox.mixin";
 import { MongoMixin } from "../../shared/mixins/mongo.mixin";
-import { analyzeStandIn } from "../../shared/store/ferret-indexes";
 import { StreamConsumer, consumerName, sigVerifier } from "../../shared/streams/consumer";
 import type { ApiContext, RouteParams } from "../../shared/meta";
 import { auditEventSchema, ingestAlertSchema } from "./models/audit-event.model";
@@ -31,8 +30,7 @@ export const AUDIT_EVENTS_STREAM = "caracal.audit.events";
 export const GROUPS = { decisions: "audit-ingestor", admin: "audit-admin", zoneEvents: "audit-zone-events" } as const;
 
 const HANDOFF_TRIM_MS = 60_000;
-/** Statistics of the growing collections on the FerretDB stand-in (see analyzeStandIn). */
-const ANALYZE_MS = 15 * 60_000;
+/** Statistics of the fast-growing collections on the FerretDB stand-in are refreshed this often too (see analyzeStandIn). */
 const ANALYZE_EVERY = 100_000;
 const DECISION_BATCH = 1000;
 const AUDIT_BUCKET = 64;
@@ -108,14 +106,6 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
   },
 
   methods: {
-    analyzeStore(this: any) {
-      if (this.analyzing) return;
-      this.storedSinceAnalyze = 0;
-      this.analyzing = analyzeStandIn(this.db, [this.models.AuditEvent, this.models.AdminAudit, this.models.ZoneEvent, this.models.ListMark], this.settings.storePostgresUrl ?? config().storePostgresUrl)
-        .catch((err: Error) => this.logger.warn({ err: err.message }, "refreshing the store's statistics failed"))
-        .finally(() => (this.analyzing = null));
-    },
-
     /** Keeps the hand-off stream to what is not yet stored: entries below the oldest unacknowledged go. */
     async trimHandoff(this: any) {
       const stream = adminAuditStream();
@@ -169,7 +159,10 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
           // A collection that grows fast outruns its statistics (see analyzeStandIn): refresh them after
           // every ANALYZE_EVERY rows this instance stored, besides the timer.
           this.storedSinceAnalyze += entries.length;
-          if (this.storedSinceAnalyze >= ANALYZE_EVERY) this.analyzeStore();
+          if (this.storedSinceAnalyze >= ANALYZE_EVERY) {
+            this.storedSinceAnalyze = 0;
+            this.analyzeStore();
+          }
           return outcomes;
         },
       }),
@@ -195,15 +188,11 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
     this.retentionTimer.unref?.();
     this.trimTimer = setInterval(() => void this.trimHandoff().catch(() => undefined), HANDOFF_TRIM_MS);
     this.trimTimer.unref?.();
-    this.analyzeTimer = setInterval(() => this.analyzeStore(), ANALYZE_MS);
-    this.analyzeTimer.unref?.();
-    this.analyzeStore();
   },
 
   async stopped(this: any) {
     clearInterval(this.retentionTimer);
     clearInterval(this.trimTimer);
-    clearInterval(this.analyzeTimer);
     // Before the store closes (the mixin's stopped runs after this one): the batches in hand finish.
     await Promise.all((Object.values(this.consumers) as StreamConsumer[]).map((c) => c.stop()));
   },

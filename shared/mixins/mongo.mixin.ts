@@ -15,7 +15,7 @@ import { config } from "../config";
 import { redisClient } from "../redis";
 import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
-import { ensureStandInIndexes } from "../store/ferret-indexes";
+import { analyzeStandIn, ensureStandInIndexes } from "../store/ferret-indexes";
 import { ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
 import type { ListQuery } from "../pagination";
 
@@ -36,6 +36,11 @@ export interface MongoMethods {
   listUpdated(model: string): Promise<void>;
   /** One page's rows of a listed model (see shared/list/buckets.ts): give them to pageOf. */
   listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
+  /**
+   * Refreshes the stand-in's table statistics of this service's collections (a no-op on MongoDB); also run
+   * at start and every STATS_REFRESH_MS. Services whose collections grow fast call it more often.
+   */
+  analyzeStore(): void;
   /** After deleting the rows of whole buckets (retention): no page reads those buckets again. */
   retireListBuckets(model: string, scope: string, buckets: number[]): Promise<void>;
 }
@@ -77,8 +82,15 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
         for (const [fields, options] of model.schema.indexes()) if (options?.unique) await model.collection.createIndex(fields as any, options as any);
       }
       await ensureStandInIndexes(this.db, models, this.settings?.storePostgresUrl ?? config().storePostgresUrl, this.logger);
+      // PostgreSQL plans FerretDB's queries from table statistics; where autovacuum is off (these machines'
+      // shared PostgreSQL) nothing else refreshes them as collections grow.
+      this.analyzeStore();
+      this.statsTimer = setInterval(() => this.analyzeStore(), STATS_REFRESH_MS);
+      this.statsTimer.unref?.();
     },
     async stopped(this: any) {
+      clearInterval(this.statsTimer);
+      await this.analyzing;
       // The outbox relay (if any) uses this connection: let its pass finish first.
       await this.relay?.stop();
       await this.db.close();
@@ -100,6 +112,12 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       listRows(this: any, model: string, scope: string, q: ListQuery, opts: ListRowsOptions<any> = {}) {
         return listSequence(this, model).rows(this.models[model], scope, q.limit, q.after, opts);
       },
+      analyzeStore(this: any) {
+        if (this.analyzing) return;
+        this.analyzing = analyzeStandIn(this.db, Object.values(this.models) as Model<any>[], this.settings?.storePostgresUrl ?? config().storePostgresUrl)
+          .catch((err: Error) => this.logger.warn({ err: err.message }, "refreshing the store's statistics failed"))
+          .finally(() => (this.analyzing = null));
+      },
       retireListBuckets(this: any, model: string, scope: string, buckets: number[]) {
         return listSequence(this, model).retire(scope, buckets);
       },
@@ -116,6 +134,8 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
     },
   };
 }
+
+const STATS_REFRESH_MS = 15 * 60_000;
 
 /** The sequence and marks of one listed model, made on first use. */
 function listSequence(service: any, model: string): ListSequence {
