@@ -16,6 +16,7 @@ import { redisClient } from "../redis";
 import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
 import { analyzeStandIn, ensureStandInIndexes } from "../store/ferret-indexes";
+import { gateConnection, gateUpdates } from "../store/update-gate";
 import { ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
 import type { ListQuery } from "../pagination";
 
@@ -61,11 +62,16 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       this.db = mongoose.createConnection(url, { maxPoolSize: config().mongoPoolSize, serverSelectionTimeoutMS: 5000, autoIndex: false });
       // Without a listener a dropped connection emits an unhandled 'error'; reconnects are automatic.
       this.db.on("error", (err: Error) => this.logger.warn({ err: err.message }, "mongo connection error"));
+      gateConnection(this.db, config().mongoUpdateConcurrency);
       this.models = {};
       for (const [name, { schema, collection }] of Object.entries(models)) {
+        gateUpdates(schema);
         this.models[name] = this.db.model(name, schema, collection);
       }
-      if (listed.length) this.models.ListMark = this.db.model("ListMark", bucketMarkSchema, `${this.name}_list_marks`);
+      if (listed.length) {
+        gateUpdates(bucketMarkSchema);
+        this.models.ListMark = this.db.model("ListMark", bucketMarkSchema, `${this.name}_list_marks`);
+      }
       this.listSequences = {};
       this.listOptions = options.listOptions ?? {};
     },
