@@ -178,7 +178,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
       leaseSec: int(env, "OUTBOX_LOCK_SEC", 30, 1),
       maxAttempts: int(env, "OUTBOX_MAX_ATTEMPTS", 100, 1),
       streamMaxLen: int(env, "OUTBOX_STREAM_MAXLEN", 100000),
-      keepDispatched: int(env, "OUTBOX_KEEP_DISPATCHED", 20),
+      // Published entries only make documents larger (FerretDB decodes every field on every read); the
+      // services that read them back keep their own (policy sets: activation status).
+      keepDispatched: int(env, "OUTBOX_KEEP_DISPATCHED", 0),
     },
     opaBin: env.OPA_BIN?.trim() || `${env.HOME ?? "/root"}/.cache/caracal-bin/opa`,
     opaUrl: env.OPA_URL?.trim() || null,

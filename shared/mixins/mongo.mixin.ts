@@ -15,7 +15,7 @@ import { config } from "../config";
 import { redisClient } from "../redis";
 import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
-import { analyzeStandIn, ensureStandInIndexes } from "../store/ferret-indexes";
+import { ensureStandInIndexes, maintainStandIn } from "../store/ferret-indexes";
 import { gateConnection, gateUpdates } from "../store/update-gate";
 import { ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
 import type { ListQuery } from "../pagination";
@@ -38,10 +38,11 @@ export interface MongoMethods {
   /** One page's rows of a listed model (see shared/list/buckets.ts): give them to pageOf. */
   listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
   /**
-   * Refreshes the stand-in's table statistics of this service's collections (a no-op on MongoDB); also run
-   * at start and every STATS_REFRESH_MS. Services whose collections grow fast call it more often.
+   * Does for this service's tables on the stand-in what autovacuum would (statistics, dead rows; see
+   * maintainStandIn; a no-op on MongoDB): at start, every STORE_MAINTENANCE_MS, and whenever a service
+   * whose collections grow fast asks.
    */
-  analyzeStore(): void;
+  analyzeStore(force?: boolean): void;
   /** After deleting the rows of whole buckets (retention): no page reads those buckets again. */
   retireListBuckets(model: string, scope: string, buckets: number[]): Promise<void>;
 }
@@ -90,8 +91,8 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       await ensureStandInIndexes(this.db, models, this.settings?.storePostgresUrl ?? config().storePostgresUrl, this.logger);
       // PostgreSQL plans FerretDB's queries from table statistics; where autovacuum is off (these machines'
       // shared PostgreSQL) nothing else refreshes them as collections grow.
-      this.analyzeStore();
-      this.statsTimer = setInterval(() => this.analyzeStore(), STATS_REFRESH_MS);
+      this.analyzeStore(true);
+      this.statsTimer = setInterval(() => this.analyzeStore(), STORE_MAINTENANCE_MS);
       this.statsTimer.unref?.();
     },
     async stopped(this: any) {
@@ -118,9 +119,10 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       listRows(this: any, model: string, scope: string, q: ListQuery, opts: ListRowsOptions<any> = {}) {
         return listSequence(this, model).rows(this.models[model], scope, q.limit, q.after, opts);
       },
-      analyzeStore(this: any) {
+      analyzeStore(this: any, force = false) {
         if (this.analyzing) return;
-        this.analyzing = analyzeStandIn(this.db, Object.values(this.models) as Model<any>[], this.settings?.storePostgresUrl ?? config().storePostgresUrl)
+        this.analyzing = maintainStandIn(this.db, Object.values(this.models) as Model<any>[], this.settings?.storePostgresUrl ?? config().storePostgresUrl, force)
+          .then((done: string[]) => done.length && this.logger.debug({ tables: done }, "store maintenance"))
           .catch((err: Error) => this.logger.warn({ err: err.message }, "refreshing the store's statistics failed"))
           .finally(() => (this.analyzing = null));
       },
@@ -141,7 +143,7 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
   };
 }
 
-const STATS_REFRESH_MS = 15 * 60_000;
+const STORE_MAINTENANCE_MS = 30_000;
 
 /** The sequence and marks of one listed model, made on first use. */
 function listSequence(service: any, model: string): ListSequence {
