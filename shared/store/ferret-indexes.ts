@@ -6,9 +6,12 @@
 // that exact predicate (bitmap index scan; PostgreSQL ANDs several of them). Measured at 100k rows:
 // findOne by `_id` 76 → 1.7 ms through FerretDB.
 //
-// Which fields: `_id`, and every field of every index the model declares for MongoDB, except Date fields
-// (declared for sorts and ranges, which FerretDB never pushes down) and `_seq` (a sort key). On MongoDB,
-// and on a FerretDB whose PostgreSQL is not reachable, this does nothing.
+// Which fields: `_id`, and the leading field of every index the model declares for MongoDB (declare the
+// most selective equality first), except Date fields (declared for sorts and ranges, which FerretDB never
+// pushes down) and `_seq` (a sort key). The other equalities of a query are checked by PostgreSQL on the
+// rows the leading field's index selected, which costs little; every index costs every write, since
+// FerretDB rewrites the whole row and each of its expression indexes on every update. On MongoDB, and on
+// a FerretDB whose PostgreSQL is not reachable, this does nothing.
 import { Client } from "pg";
 import type { Connection, Model } from "mongoose";
 
@@ -19,16 +22,15 @@ export interface StandInLogger {
 
 const SORT_ONLY = new Set(["_seq"]);
 
-/** The fields FerretDB pushes down for this model's queries: the ones that get a GIN index. */
+/** The fields that get a GIN index: `_id` and the leading field of each declared index. */
 export function pushedDownFields(model: Model<any>): string[] {
   const fields = new Set<string>(["_id"]);
   for (const [keys] of model.schema.indexes()) {
-    for (const field of Object.keys(keys)) {
-      if (field.includes(".") || SORT_ONLY.has(field)) continue;
-      const path = model.schema.path(field) as { instance?: string } | undefined;
-      if (path?.instance === "Date") continue;
-      fields.add(field);
-    }
+    const field = Object.keys(keys)[0];
+    if (!field || field.includes(".") || SORT_ONLY.has(field)) continue;
+    const path = model.schema.path(field) as { instance?: string } | undefined;
+    if (path?.instance === "Date") continue;
+    fields.add(field);
   }
   return [...fields];
 }
@@ -89,6 +91,12 @@ export async function ensureStandInIndexes(db: Connection, models: Model<any>[],
           if (!/already exists|duplicate key/.test((err as Error).message)) throw err;
         }
         made[model.collection.name]!.push(name);
+      }
+      // GIN indexes of ours that the model no longer asks for (a field that stopped leading an index) go:
+      // each one costs every write.
+      const ours = await pg.query("SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 AND indexname LIKE $3", [database, table, `${table}_gin_%`]);
+      for (const { indexname } of ours.rows as { indexname: string }[]) {
+        if (!made[model.collection.name]!.includes(indexname)) await pg.query(`DROP INDEX IF EXISTS ${quoteIdent(database)}.${quoteIdent(indexname)}`);
       }
     }
     return made;

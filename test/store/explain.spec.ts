@@ -19,7 +19,7 @@ const HOT_PATHS: { what: string; service: string; model: string; filter: Record<
   { what: "providers list bucket", service: "providers", model: "Provider", filter: { _bucket: "Z:3", archived: false } },
   { what: "resource by id", service: "providers", model: "Resource", filter: { _id: "Z" } },
   { what: "resources list bucket", service: "providers", model: "Resource", filter: { _bucket: "Z:3", archived: false } },
-  { what: "resources bound to a gateway application", service: "providers", model: "Resource", filter: { zone_id: "Z", gateway_application_id: "A" } },
+  { what: "resources bound to a gateway application", service: "providers", model: "Resource", filter: { gateway_application_id: "A", zone_id: "Z" } },
   { what: "policies list bucket", service: "policies", model: "Policy", filter: { _bucket: "Z:3", archived: false } },
   { what: "the zone's active policy set", service: "policies", model: "PolicySet", filter: { active_slot: "active:Z" } },
   { what: "outbox sweep: open documents", service: "zones", model: "Zone", filter: { _outbox_open: true } },

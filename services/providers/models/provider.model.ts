@@ -93,7 +93,7 @@ export const resourceSchema = new Schema(
 resourceSchema.index({ identifier_key: 1 }, { unique: true });
 addListIndexes(resourceSchema, ["archived"]);
 // A gateway application's bindings, cleared when the application is archived.
-resourceSchema.index({ zone_id: 1, gateway_application_id: 1 });
+resourceSchema.index({ gateway_application_id: 1, zone_id: 1 });
 addOutboxIndexes(resourceSchema);
 
 /** One wrapped data key per zone (`_id` = zone id). */
