@@ -67,6 +67,7 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       this.models = {};
       for (const [name, { schema, collection }] of Object.entries(models)) {
         gateUpdates(schema);
+        if (listed.includes(name)) countStored(schema);
         this.models[name] = this.db.model(name, schema, collection);
       }
       if (listed.length) {
@@ -145,6 +146,26 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
 
 const STORE_MAINTENANCE_MS = 30_000;
 
+const LIST_SEQUENCE = Symbol.for("caracal.listSequence");
+const COUNTS_STORED = Symbol.for("caracal.countsStored");
+
+/**
+ * After a listed document is inserted (create or insertMany), its bucket's count of stored documents goes
+ * up, before the insert's caller goes on (see ListSequence.stored). Added once per schema.
+ */
+function countStored(schema: Schema): void {
+  if ((schema as any)[COUNTS_STORED]) return;
+  (schema as any)[COUNTS_STORED] = true;
+  schema.post("save", async function (this: any, doc: any) {
+    const seq: ListSequence | undefined = this.constructor?.[LIST_SEQUENCE];
+    if (seq && doc?._bucket) await seq.stored([doc]);
+  });
+  schema.post("insertMany", async function (this: any, docs: unknown) {
+    const seq: ListSequence | undefined = this?.[LIST_SEQUENCE];
+    if (seq && Array.isArray(docs)) await seq.stored(docs);
+  } as any);
+}
+
 /** The sequence and marks of one listed model, made on first use. */
 function listSequence(service: any, model: string): ListSequence {
   let seq = service.listSequences[model];
@@ -152,7 +173,7 @@ function listSequence(service: any, model: string): ListSequence {
     const m = service.models[model] as Model<any>;
     if (!m || !service.models.ListMark) throw new Error(`${model} is not a listed model of ${service.name}`);
     // The database name keeps test databases (one per suite) apart on a shared Redis.
-    seq = new ListSequence(redisClient(service.settings?.redisUrl ?? config().redisUrl), service.models.ListMark, m.collection.name, `${m.db.name}:`, service.listOptions?.[model]?.bucketSize, service.listOptions?.[model]?.openRows);
+    seq = (m as any)[LIST_SEQUENCE] = new ListSequence(redisClient(service.settings?.redisUrl ?? config().redisUrl), service.models.ListMark, m.collection.name, `${m.db.name}:`, service.listOptions?.[model]?.bucketSize, service.listOptions?.[model]?.openRows);
     service.listSequences[model] = seq;
   }
   return seq;
