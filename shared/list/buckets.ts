@@ -146,6 +146,7 @@ export class ListSequence {
   private readonly recovering = new Map<string, Promise<void>>();
   /** Mark ranges this process knows are stored (it wrote or read them): inserts they cover need no write. */
   private readonly known = new Map<string, { min: number; max: number }>();
+  private readonly inFlight = new Map<string, Promise<unknown[]>>();
   private readonly rowCache = new Map<string, { version: string; at: number; rows: any[] }>();
   private cachedRows = 0;
   /** Pending widenings per mark id: merged so that one write carries many inserts. */
@@ -213,9 +214,19 @@ export class ListSequence {
       return hit.rows as R[];
     }
     // Whole documents: a projection makes FerretDB do more work, not less (measured: 256 zones 46–82 ms
-    // whole, 115–162 ms without one field); the caller's projection is applied here instead.
-    const rows = await model.find({ ...(opts.where ?? {}), _bucket: `${scope}:${bucket}` }).lean<R[]>();
-    result.decoded += rows.length;
+    // whole, 115–162 ms without one field); the caller's projection is applied here instead. Pages that
+    // want the same bucket at the same time share one read.
+    const flightKey = `${key}|${tag ?? "-"}`;
+    let flight = this.inFlight.get(flightKey) as Promise<R[]> | undefined;
+    const owner = !flight;
+    if (!flight) {
+      flight = model.find({ ...(opts.where ?? {}), _bucket: `${scope}:${bucket}` }).lean<R[]>().exec();
+      this.inFlight.set(flightKey, flight);
+      void flight.finally(() => this.inFlight.delete(flightKey)).catch(() => undefined);
+    }
+    const rows = await flight;
+    // Counted after the await: `decoded += await …` would read `decoded` first, and a batch's reads race.
+    if (owner) result.decoded += rows.length;
     if (tag !== null) {
       if (hit) this.cachedRows -= hit.rows.length;
       this.rowCache.delete(key);
