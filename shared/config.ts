@@ -38,6 +38,15 @@ export interface Config {
   dcrGcIntervalMs: number;
   /** Services /ready waits for; null means every service the route table names. */
   readyServices: string[] | null;
+  /**
+   * Put before the names of the streams the runtime produces (`caracal.sessions.lifecycle`, …), empty in
+   * production. Test clusters sharing one Redis set it to their namespace so each reads only its own entries.
+   */
+  streamsPrefix: string;
+  /** Consumer-group readers (shared/streams/consumer.ts). */
+  streams: { batch: number; blockMs: number; claimIdleMs: number; maxDeliveries: number };
+  /** How often the sessions reaper expires the sessions of archived zones. */
+  sessionsReaperMs: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number {
@@ -127,6 +136,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     controlAudience: env.CONTROL_AUDIENCE?.trim() || "caracal-control",
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
     dcrGcIntervalMs: int(env, "DCR_GC_INTERVAL_MS", 60_000, 100),
+    streamsPrefix: env.STREAMS_PREFIX?.trim() ?? "",
+    streams: {
+      batch: int(env, "STREAM_BATCH", 100, 1),
+      blockMs: int(env, "STREAM_BLOCK_MS", 5000, 10),
+      claimIdleMs: int(env, "STREAM_CLAIM_IDLE_MS", 30_000, 50),
+      maxDeliveries: int(env, "STREAM_MAX_DELIVERIES", 8, 1),
+    },
+    sessionsReaperMs: int(env, "SESSIONS_REAPER_MS", 60_000, 50),
     readyServices: env.READY_SERVICES?.trim() ? env.READY_SERVICES.split(",").map((x) => x.trim()).filter(Boolean) : null,
     generatedKeys: generated,
   };

@@ -7,6 +7,8 @@ export interface RequestMeta {
   $statusCode?: number;
   $location?: string;
   $responseHeaders?: Record<string, string>;
+  /** Content type of a non-JSON answer (a CSV stream). */
+  $responseType?: string;
 }
 
 export type ApiContext<P = Record<string, any>> = Context<P, RequestMeta>;

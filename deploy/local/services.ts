@@ -7,6 +7,7 @@ export const PROCESSES: Record<string, () => Promise<ServiceSchema<any, any, any
   applications: async () => [(await import("../../services/applications/applications.service")).default],
   providers: async () => [(await import("../../services/providers/providers.service")).default],
   policies: async () => [(await import("../../services/policies/policies.service")).default],
+  sessions: async () => [(await import("../../services/sessions/sessions.service")).default],
 };
 
 export const processNames = (): string[] => Object.keys(PROCESSES);

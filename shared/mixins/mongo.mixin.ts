@@ -16,7 +16,7 @@ import { redisClient } from "../redis";
 import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
 import { ensureStandInIndexes } from "../store/ferret-indexes";
-import { ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
+import { BUCKET_SIZE, ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
 import type { ListQuery } from "../pagination";
 
 export interface MongoVars {
@@ -31,6 +31,8 @@ export interface MongoMethods {
   listFields(model: string, scope: string, timestamps: Date[]): Promise<ListedFields[]>;
   /** One page's rows of a listed model (see shared/list/buckets.ts): give them to pageOf. */
   listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
+  /** Every bucket key of a scope, newest first: a whole-scope job (a reaper) reads or updates one bucket at a time. */
+  listBuckets(model: string, scope: string): Promise<string[]>;
 }
 
 export interface MongoOptions {
@@ -82,6 +84,12 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       },
       listRows(this: any, model: string, scope: string, q: ListQuery, opts: ListRowsOptions<any> = {}) {
         return listSequence(this, model).rows(this.models[model], scope, q.limit, q.after, opts);
+      },
+      async listBuckets(this: any, model: string, scope: string) {
+        const top = await listSequence(this, model).top(scope);
+        const out: string[] = [];
+        for (let b = Math.floor(top / BUCKET_SIZE); top >= 0 && b >= 0; b--) out.push(`${scope}:${b}`);
+        return out;
       },
     },
     actions: {

@@ -100,6 +100,27 @@ export function sigVerifier(keys: SigningKey[]): Verifier {
   };
 }
 
+/**
+ * The fields of a DLQ entry for `entry` of `stream` (for code that parks an entry it already acknowledged,
+ * such as a held entry that turns out bad when it is finally applied).
+ */
+export function dlqFields(stream: string, group: string, entry: StreamEntry, reason: string, dlqStream = `${stream}.dlq`, key: SigningKey | null = null): Record<string, string> {
+  const fields: Record<string, string> = {
+    reason,
+    received_at: String(Date.now()),
+    stream,
+    group,
+    entry_id: entry.id,
+    deliveries: String(entry.deliveries),
+  };
+  for (const [name, value] of Object.entries(entry.fields)) fields[`src_${name}`] = value;
+  if (key) {
+    fields.kid = key.kid;
+    fields._sig = sign(key.key, dlqStream, fields);
+  }
+  return fields;
+}
+
 const STALE_CONSUMER_MS = 3600_000;
 
 export class StreamConsumer {
@@ -298,19 +319,7 @@ export class StreamConsumer {
   private async park(items: { entry: StreamEntry; reason: string }[]): Promise<void> {
     const tx = this.o.redis.multi();
     for (const { entry, reason } of items) {
-      const fields: Record<string, string> = {
-        reason,
-        received_at: String(Date.now()),
-        stream: this.o.stream,
-        group: this.o.group,
-        entry_id: entry.id,
-        deliveries: String(entry.deliveries),
-      };
-      for (const [name, value] of Object.entries(entry.fields)) fields[`src_${name}`] = value;
-      if (this.o.dlqKey) {
-        fields.kid = this.o.dlqKey.kid;
-        fields._sig = sign(this.o.dlqKey.key, this.o.dlqStream, fields);
-      }
+      const fields = dlqFields(this.o.stream, this.o.group, entry, reason, this.o.dlqStream, this.o.dlqKey ?? null);
       tx.xadd(this.o.dlqStream, "MAXLEN", "~", this.o.dlqMaxLen, "*", ...toStreamArgs(fields));
       tx.xack(this.o.stream, this.o.group, entry.id);
     }

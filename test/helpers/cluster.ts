@@ -14,6 +14,8 @@ export interface Cluster {
   http: () => ReturnType<typeof request>;
   /** Stops one process's broker (as a crash would, minus the crash) and starts a fresh one in its place. */
   restart: (name: string) => Promise<ServiceBroker>;
+  /** Stops one process's broker and leaves it stopped (start it again with `restart`). */
+  stopProcess: (name: string) => Promise<void>;
   /** Bearer header of the bootstrap token. */
   auth: (token?: string) => { Authorization: string };
   stop: () => Promise<void>;
@@ -64,6 +66,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     ADMIN_AUTH_FAIL_LIMIT_PER_MIN: "100000",
     READY_RATE_LIMIT_PER_MIN: "0",
     OUTBOX_POLL_MS: "50",
+    // The runtime's streams are per cluster: suites running at once on one Redis never read each other's entries.
+    STREAMS_PREFIX: `${namespace}:`,
     READY_SERVICES: processes.filter((p) => p !== "gateway").join(","),
     ...opts.env,
   });
@@ -74,6 +78,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
   const names = processes;
   const brokers: Record<string, ServiceBroker> = {};
+  const stopped = new Set<string>();
   let generation = 0;
   const makeBroker = async (name: string) => {
     const broker = new ServiceBroker(
@@ -100,8 +105,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     mongoUrl,
     brokers,
     http: () => request(url),
-    restart: async (name: string) => {
+    stopProcess: async (name: string) => {
       await brokers[name]!.stop();
+      stopped.add(name);
+    },
+    restart: async (name: string) => {
+      if (!stopped.delete(name)) await brokers[name]!.stop();
       const fresh = await makeBroker(name);
       await fresh.start();
       brokers[name] = fresh;
@@ -110,7 +119,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     auth: (token = adminToken) => ({ Authorization: `Bearer ${token}` }),
     stop: async () => {
-      await Promise.all(Object.values(brokers).map((b) => b.stop()));
+      await Promise.all(Object.entries(brokers).filter(([n]) => !stopped.has(n)).map(([, b]) => b.stop()));
       const mongoose = (await import("mongoose")).default;
       const conn = await mongoose.createConnection(mongoUrl).asPromise();
       await conn.dropDatabase().catch(() => undefined);

@@ -1,0 +1,169 @@
+// Ingest of caracal.sessions.lifecycle: sessions created (in bulk), revoked (with their descendants), expired.
+import type { Model } from "mongoose";
+import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
+import { parseSessionEntry, type SessionEntry } from "../entries";
+import type { SessionDoc } from "../models/session.model";
+import { activeKeys, eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
+
+type Created = Extract<SessionEntry, { event: "created" }>;
+
+export async function ingestSessions(host: IngestHost, stream: string, entries: StreamEntry[]): Promise<(Outcome | undefined)[]> {
+  const outcomes: (Outcome | undefined)[] = new Array(entries.length).fill(undefined);
+  const parsed = parseAll(entries, parseSessionEntry, outcomes);
+  // Consecutive creations are inserted together; transitions run after the creations before them, in
+  // parallel across sessions and in stream order for one session.
+  await inSegments(parsed, (p) => p.event === "created", async (idx) => createSessions(host, idx.map((i) => parsed[i] as Created), idx, entries, outcomes), async (idx) => {
+    const bySession = groupBy(idx, (i) => (parsed[i] as SessionEntry).session_id);
+    await eachLimited([...bySession.values()], 16, async (list) => {
+      for (const i of list) outcomes[i] = await sessionTransition(host, stream, entries[i]!, parsed[i] as Exclude<SessionEntry, Created>);
+    });
+  });
+  return outcomes;
+}
+
+/** Splits parsed entries into runs of creations and runs of the rest, and hands each run over in order. */
+export async function inSegments<T>(parsed: (T | null)[], isCreate: (p: T) => boolean, creates: (idx: number[]) => Promise<void>, others: (idx: number[]) => Promise<void>): Promise<void> {
+  let run: number[] = [];
+  let kind: boolean | null = null;
+  const flush = async () => {
+    if (run.length) await (kind ? creates(run) : others(run));
+    run = [];
+  };
+  for (let i = 0; i < parsed.length; i++) {
+    const p = parsed[i];
+    if (p === null || p === undefined) continue;
+    const k = isCreate(p);
+    if (k !== kind) await flush();
+    kind = k;
+    run.push(i);
+  }
+  await flush();
+}
+
+async function createSessions(host: IngestHost, list: Created[], idx: number[], entries: StreamEntry[], outcomes: (Outcome | undefined)[]): Promise<void> {
+  const zoneGates = await gates(host, list.map((s) => s.zone_id));
+  const accepted: { s: Created; i: number }[] = [];
+  list.forEach((s, k) => {
+    const gate = zoneGates.get(s.zone_id);
+    if (gate) outcomes[idx[k]!] = { dlq: gate };
+    else accepted.push({ s, i: idx[k]! });
+  });
+  if (!accepted.length) return;
+  const now = new Date();
+  const docs: Record<string, unknown>[] = [];
+  for (const [zoneId, group] of groupBy(accepted, (a) => a.s.zone_id)) {
+    const listed = await host.listFields("Session", zoneId, group.map((a) => a.s.created_at));
+    group.forEach(({ s, i }, k) => {
+      const doc: SessionDoc & Record<string, unknown> = {
+        _id: s.session_id,
+        zone_id: s.zone_id,
+        session_type: s.session_type,
+        subject_id: s.subject_id,
+        parent_id: s.parent_id,
+        status: "active",
+        expires_at: s.expires_at,
+        authenticated_at: s.authenticated_at,
+        created_at: s.created_at,
+        revoked_at: null,
+        revoked_reason: null,
+        claims_json: s.claims_json,
+        entry_id: entries[i]!.id,
+        updated_at: now,
+        ...listed[k]!,
+      };
+      docs.push(doc);
+    });
+  }
+  const inserted = await insertNew(host.models.Session, docs);
+  const fresh = docs.filter((_, k) => inserted.has(k));
+  // A session stored by an earlier delivery whose index update was lost: read it back and index it as it is.
+  const again = docs.filter((_, k) => !inserted.has(k));
+  const stored = await Promise.all(again.map((d) => host.models.Session.findById(d._id, { status: 1, zone_id: 1, expires_at: 1, _seq: 1 }).lean<Record<string, unknown>>()));
+  await indexActive(host, [...fresh, ...(stored.filter(Boolean) as Record<string, unknown>[])]);
+  await host.releaseHeld(docs.map((d) => `session:${d._id}`));
+}
+
+/** Adds active, unexpired sessions to their zone's active index; a zone's first session marks the index complete. */
+async function indexActive(host: IngestHost, docs: Record<string, unknown>[]): Promise<void> {
+  const now = Date.now();
+  const tx = host.redis.multi();
+  let n = 0;
+  for (const d of docs) {
+    const keys = activeKeys(host, String(d.zone_id));
+    if (d._seq === 0) tx.set(keys.complete, "1");
+    const expires = new Date(d.expires_at as Date).getTime();
+    if (d.status !== "active" || expires <= now) continue;
+    tx.zadd(keys.active, expires, String(d._id));
+    n++;
+  }
+  if (n || docs.some((d) => d._seq === 0)) await tx.exec();
+}
+
+async function sessionTransition(host: IngestHost, stream: string, entry: StreamEntry, p: Exclude<SessionEntry, Created>): Promise<Outcome | undefined> {
+  const to = p.event === "revoked" ? "revoked" : "expired";
+  const reason = p.event === "revoked" ? p.reason : null;
+  const res = await moveSession(host, p.session_id, p.zone_id, to, reason, p.at);
+  if (res === "missing") {
+    await host.hold(`session:${p.session_id}`, stream, entry);
+    return "ack";
+  }
+  if (res === "other_zone") return { dlq: "session_in_other_zone" };
+  // The named session and its descendants (again after a redelivery: the cascade may have been cut short).
+  if (to === "revoked") await revokeDescendants(host, p.zone_id, [p.session_id], reason!, p.at);
+  return "ack";
+}
+
+/**
+ * Moves one active session to revoked or expired under its lock. A reason already set is kept, as the
+ * reference does. "missing" when it does not exist (yet); "noop" when it is not active any more.
+ */
+export async function moveSession(host: IngestHost, id: string, zoneId: string, to: "revoked" | "expired", reason: string | null, at: Date): Promise<"missing" | "other_zone" | "noop" | "done"> {
+  const S = host.models.Session;
+  const res = await host.locked(S, id, async () => {
+    const doc = await S.findById(id, { status: 1, zone_id: 1, revoked_reason: 1 }).lean();
+    if (!doc) return "missing" as const;
+    if (doc.zone_id !== zoneId) return "other_zone" as const;
+    if (doc.status !== "active") return "noop" as const;
+    const set: Record<string, unknown> = { status: to, updated_at: new Date() };
+    if (to === "revoked") {
+      set.revoked_at = at;
+      set.revoked_reason = doc.revoked_reason ?? reason ?? "session_revoked";
+    }
+    await S.updateOne({ _id: id }, { $set: set });
+    return "done" as const;
+  });
+  if (res === "done") await host.redis.zrem(activeKeys(host, zoneId).active, id);
+  return res;
+}
+
+/** Revokes the active descendants of these sessions (a breadth-first walk over parent_id). */
+export async function revokeDescendants(host: IngestHost, zoneId: string, roots: string[], reason: string, at: Date): Promise<string[]> {
+  const moved: string[] = [];
+  for (const d of await descendants(host.models.Session, zoneId, roots)) {
+    if (d.status !== "active") continue;
+    if ((await moveSession(host, d._id, zoneId, "revoked", reason, at)) === "done") moved.push(d._id);
+  }
+  return moved;
+}
+
+/** Every descendant of `roots` (any status), level by level, by `{zone_id, parent_id}` equality. */
+export async function descendants<D extends { _id: string; status: string; parent_id: string | null }>(model: Model<any>, zoneId: string, roots: string[], projection: Record<string, 1> = {}): Promise<D[]> {
+  const seen = new Set(roots);
+  const out: D[] = [];
+  let level = roots;
+  while (level.length) {
+    const found: D[] = [];
+    await eachLimited(level, 8, async (id) => {
+      const children = await model.find({ zone_id: zoneId, parent_id: id }, { status: 1, parent_id: 1, ...projection }).lean<D[]>();
+      found.push(...children);
+    });
+    level = [];
+    for (const c of found) {
+      if (seen.has(c._id)) continue;
+      seen.add(c._id);
+      out.push(c);
+      level.push(c._id);
+    }
+  }
+  return out;
+}
