@@ -214,7 +214,7 @@ describe("dead-letter stream", () => {
     ["with a bad expires_at", "malformed:expires_at", ["--set", "expires_at=tomorrow"]],
     ["with an unknown session_type", "malformed:session_type", ["--set", "session_type=robot"]],
     ["with an unknown event", "unknown_event:paused", ["--set", "event=paused"]],
-    ["with claims that are not a JSON object", ["--set", "claims_json=[1]"], "malformed:claims_json"],
+    ["with claims that are not a JSON object", "malformed:claims_json", ["--set", "claims_json=[1]"]],
   ])("a session entry %s is parked with reason %s and never stored", async (_what, reason, spoil) => {
     const out = await emit("session", "--zone", zone, ...spoil);
     const parked = await eventually(async () => (await dlq("caracal.sessions.lifecycle")).find((e) => e.entry_id === out.entry_ids[0]));
@@ -243,8 +243,8 @@ describe("dead-letter stream", () => {
 
   test("an entry copied to another stream fails its signature there", async () => {
     const out = await emit("session", "--zone", zone);
-    const [[, fields]] = (await r.xrange(stream("caracal.sessions.lifecycle"), out.entry_ids[0], out.entry_ids[0])) as [string, string[]][];
-    const copied = await r.xadd(stream("caracal.stepup.challenges"), "*", ...fields!);
+    const [first] = await r.xrange(stream("caracal.sessions.lifecycle"), out.entry_ids[0], out.entry_ids[0]);
+    const copied = await r.xadd(stream("caracal.stepup.challenges"), "*", ...first![1]);
     const parked = await eventually(async () => (await dlq("caracal.stepup.challenges")).find((e) => e.entry_id === copied));
     expect(parked.reason).toBe("bad_signature");
   });
