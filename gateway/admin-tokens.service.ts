@@ -43,6 +43,8 @@ const tokenSchema = new Schema(
   { versionKey: false, _id: false },
 );
 tokenSchema.index({ created_at: -1, _id: -1 });
+// A token's tokens (revoked together when it is rotated).
+tokenSchema.index({ created_by: 1 });
 
 // Lookup by SHA-256 digest as the document `_id`: FerretDB v1 resolves only `_id` equality without a scan.
 // Written before the token row, so a crash in between leaves a digest that points at nothing.

@@ -149,36 +149,82 @@ opa_ok() {
 
 # `go install .../ferretdb@version` builds a binary that panics at start ("Invalid build/version/version.txt"):
 # the module zip lacks that file. So build from a copy of the module with the file written in.
-build_ferretdb() {
-  find_go
+# Runs a build step in the background and prints what it builds and the elapsed time every ~10 s, so a
+# first start (a few minutes of Go compiling) is never silent. Output of the step goes to its log.
+with_progress() {
+  local what="$1" log="$2"; shift 2
+  local started=$SECONDS
+  echo "stack.sh: building $what (first start only; about 1-4 minutes on 2 cores; log: $log)" >&2
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && echo "stack.sh: still building $what ($((SECONDS - started)) s)" >&2
+  done
+  if ! wait "$pid"; then
+    tail -n 20 "$log" | sed 's/^/  | /' >&2
+    return 1
+  fi
+  echo "stack.sh: built $what in $((SECONDS - started)) s" >&2
+}
+
+# The binary cache is shared by every checkout on the machine: one build at a time, and a checkout that
+# waited for another's build finds the binary there and builds nothing.
+lock_bin_cache() {
   mkdir -p "$BIN_DIR"
+  exec 8>"$BIN_DIR/.build.lock"
+  if ! flock -n 8; then
+    echo "stack.sh: another checkout is building into $BIN_DIR; waiting for it" >&2
+    flock -w 900 8 || die "$BIN_DIR/.build.lock still held after 900 s"
+  fi
+}
+unlock_bin_cache() { flock -u 8 2>/dev/null || true; exec 8>&-; }
+
+ferretdb_build_steps() {
   local src
-  src="$(module_copy "github.com/FerretDB/FerretDB@$FERRETDB_VERSION")"
+  src="$(module_copy "github.com/FerretDB/FerretDB@$FERRETDB_VERSION")" || return 1
   mkdir -p "$src/build/version"
   echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
-  if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/ferretdb.tmp.$$" ./cmd/ferretdb) >&2; then
+  if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/ferretdb.tmp.$$" ./cmd/ferretdb); then
     rm -rf "$src" "$BIN_DIR/ferretdb.tmp.$$"
-    die "building ferretdb $FERRETDB_VERSION failed"
+    return 1
   fi
   rm -rf "$src"
   mv -f "$BIN_DIR/ferretdb.tmp.$$" "$BIN_DIR/ferretdb"
+}
+
+# `go install .../ferretdb@version` builds a binary that panics at start ("Invalid build/version/version.txt"):
+# the module zip lacks that file. So build from a copy of the module with the file written in.
+build_ferretdb() {
+  find_go
+  lock_bin_cache
+  if ! ferretdb_ok; then
+    with_progress "ferretdb $FERRETDB_VERSION" "$LOCAL/build-ferretdb.log" ferretdb_build_steps || die "building ferretdb $FERRETDB_VERSION failed"
+  fi
+  unlock_bin_cache
   ferretdb_ok || die "$BIN_DIR/ferretdb was built but does not report $FERRETDB_VERSION"
+}
+
+opa_build_steps() {
+  if GOBIN="$BIN_DIR" CGO_ENABLED=0 "$GO" install "github.com/open-policy-agent/opa@$OPA_VERSION"; then return 0; fi
+  echo "go install opa failed; building from the module source instead"
+  local src
+  src="$(module_copy "github.com/open-policy-agent/opa@$OPA_VERSION")" || return 1
+  if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/opa.tmp.$$" .); then
+    rm -rf "$src" "$BIN_DIR/opa.tmp.$$"
+    return 1
+  fi
+  rm -rf "$src"
+  mv -f "$BIN_DIR/opa.tmp.$$" "$BIN_DIR/opa"
 }
 
 build_opa() {
   find_go
-  mkdir -p "$BIN_DIR"
-  if ! GOBIN="$BIN_DIR" CGO_ENABLED=0 "$GO" install "github.com/open-policy-agent/opa@$OPA_VERSION" >&2; then
-    echo "stack.sh: go install opa failed; building from the module source instead" >&2
-    local src
-    src="$(module_copy "github.com/open-policy-agent/opa@$OPA_VERSION")"
-    if ! (cd "$src" && CGO_ENABLED=0 "$GO" build -o "$BIN_DIR/opa.tmp.$$" .) >&2; then
-      rm -rf "$src" "$BIN_DIR/opa.tmp.$$"
-      die "building opa $OPA_VERSION failed"
-    fi
-    rm -rf "$src"
-    mv -f "$BIN_DIR/opa.tmp.$$" "$BIN_DIR/opa"
+  lock_bin_cache
+  if ! opa_ok; then
+    with_progress "opa $OPA_VERSION" "$LOCAL/build-opa.log" opa_build_steps || die "building opa $OPA_VERSION failed"
   fi
+  unlock_bin_cache
   opa_ok || die "$BIN_DIR/opa was built but does not report ${OPA_VERSION#v}"
 }
 
@@ -318,7 +364,6 @@ else
   else
     how="ferretdb $FERRETDB_VERSION on PostgreSQL started"
     if ! ferretdb_ok; then
-      echo "stack.sh: building ferretdb $FERRETDB_VERSION into $BIN_DIR (first start only)" >&2
       build_ferretdb
       how="ferretdb $FERRETDB_VERSION built and started on PostgreSQL"
     fi
@@ -337,7 +382,6 @@ fi
 if opa_ok; then
   say opa "$BIN_DIR/opa $OPA_VERSION reused"
 else
-  echo "stack.sh: building opa $OPA_VERSION into $BIN_DIR" >&2
   build_opa
   say opa "$BIN_DIR/opa $OPA_VERSION built"
 fi

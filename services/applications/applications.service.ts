@@ -7,7 +7,7 @@ import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox
 import { AppError, badRequest, notFound } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
-import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { anyQuery, checkBody, pathParams, strictBody } from "../../shared/validation";
@@ -38,22 +38,22 @@ interface Methods extends OutboxMethods, MongoMethods {
   backgroundPass(): Promise<{ archived: number; unbound: number }>;
 }
 
+/** Days before the cutoff's own that each garbage-collection pass looks at. */
+const DCR_GC_LOOKBACK_DAYS = 2;
+const utcDay = (d: Date) => new Date(d).toISOString().slice(0, 10);
+
 const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> = {
   name: "applications",
-  mixins: [MongoMixin({ Application: { schema: applicationSchema, collection: "applications" } }), OutboxMixin(["Application"])],
+  mixins: [MongoMixin({ Application: { schema: applicationSchema, collection: "applications" } }, { listed: ["Application"] }), OutboxMixin(["Application"])],
 
   actions: {
     list: {
       params: { params: pathParams("zoneId"), query: anyQuery },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const q = parseListQuery(ctx.params.query);
-        const rows = await this.apps()
-          .find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0, secret_hash: 0 })
-          .sort(keysetSort())
-          .limit(q.limit + 1)
-          .lean<ApplicationDoc[]>();
+        const page = await this.listRows<ApplicationDoc>("Application", ctx.params.params.zoneId, q, { where: { archived: false }, projection: { _outbox: 0, secret_hash: 0 } });
         const withTraits = ctx.meta.actor?.scope === "global";
-        return pageOf(rows, q, (a) => toPublicApplication(a, withTraits));
+        return pageOf(page.rows, q, (a) => toPublicApplication(a, withTraits), {}, "created_at", page.resumeAfter);
       },
     },
 
@@ -77,9 +77,10 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const traits = body.traits ?? [];
         checkTraits(traits, ctx.meta.actor);
         const secret = newClientSecret();
-        const doc: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "managed", traits, expires_at: null, created_at: new Date(), archived_at: null, secret_hash: await hashClientSecret(secret) };
+        const doc: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "managed", traits, expires_at: null, created_at: new Date(), archived_at: null, archived: false, secret_hash: await hashClientSecret(secret) };
         const events = [this.zoneEvent(ctx, zoneId, "application", doc._id, "created")];
-        await this.apps().create({ ...doc, ...withNewEvents(events) });
+        const [listed] = await this.listFields("Application", zoneId, [doc.created_at]);
+        await this.apps().create({ ...doc, ...listed, ...withNewEvents(events) });
         await this.outboxKick("Application", doc._id, events);
         return created(ctx, `/v1/zones/${zoneId}/applications/${doc._id}`, { ...toPublicApplication(doc, false), client_secret: secret });
       },
@@ -109,9 +110,11 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const doc = await this.locked(this.apps(), `dcr-cap:${zoneId}`, async () => {
           if ((await this.liveDcr(zoneId)).length >= DCR_LIVE_CAP) throw new AppError(429, "dcr_limit_exceeded", `a zone holds at most ${DCR_LIVE_CAP} live DCR applications`);
           const now = new Date();
-          const app: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "dcr", traits: [], expires_at: new Date(now.getTime() + (body.expires_in ?? 3600) * 1000), created_at: now, archived_at: null, secret_hash: secretHash };
+          const app: ApplicationDoc = { _id: newId(), zone_id: zoneId, name: body.name, registration_method: "dcr", traits: [], expires_at: new Date(now.getTime() + (body.expires_in ?? 3600) * 1000), created_at: now, archived_at: null, archived: false, secret_hash: secretHash };
+          app.expires_day = utcDay(app.expires_at!);
           events = [this.zoneEvent(ctx, zoneId, "application", app._id, "created", { registration_method: "dcr" })];
-          await this.apps().create({ ...app, ...withNewEvents(events) });
+          const [listed] = await this.listFields("Application", zoneId, [app.created_at]);
+          await this.apps().create({ ...app, ...listed, ...withNewEvents(events) });
           return app;
         });
         await this.outboxKick("Application", doc._id, events);
@@ -248,7 +251,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     },
 
     async liveDcr(zoneId: string) {
-      const rows = await this.apps().find({ zone_id: zoneId, registration_method: "dcr", archived_at: null, expires_at: { $gt: new Date() } }, { _outbox: 0, secret_hash: 0 }).lean<ApplicationDoc[]>();
+      const rows = await this.apps().find({ zone_id: zoneId, registration_method: "dcr", archived: false }, { _outbox: 0, secret_hash: 0 }).lean<ApplicationDoc[]>();
       return rows.filter((a) => isLiveDcr(a));
     },
 
@@ -273,7 +276,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         // filter: FerretDB v1 scans the collection for any filter beyond `{_id}`.
         const fresh = await this.apps().findById(app._id, { _outbox: 0, secret_hash: 0 }).lean<ApplicationDoc>();
         if (!fresh || fresh.archived_at) return false;
-        const set: Record<string, unknown> = { archived_at: new Date() };
+        const set: Record<string, unknown> = { archived_at: new Date(), archived: true };
         if (unbind) set.gateway_unbind_pending = true;
         await this.apps().updateOne({ _id: app._id }, pushEvents({ $set: set }, events));
         return true;
@@ -303,19 +306,26 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     /**
      * One background pass, on one instance per tick (a Redis lock, `SET NX PX`, left to expire so a second
      * instance cannot run the same tick): archives DCR applications expired for more than 24 h (at most
-     * 500) and retries the gateway unbinding of archived apps still flagged. One query for both, because
-     * every filter but `_id` is a collection scan on FerretDB v1.
+     * 500) and retries the gateway unbinding of archived apps still flagged. Both by equality: expired DCR
+     * apps by the day they expire (the cutoff's day and the DCR_GC_LOOKBACK_DAYS before it; the first pass
+     * of a process looks at every unarchived DCR app once, for what a long outage left behind).
      */
     async backgroundPass(this: any) {
       const interval = this.settings.dcrGcIntervalMs ?? 60_000;
       const tick = await tryDocLock(redisClient(), `${config().namespace}:${this.db.name}:dcr-gc`, Math.max(1000, interval - 500));
       if (!tick) return { archived: 0, unbound: 0 };
       const cutoff = new Date(Date.now() - DCR_GC_GRACE_MS);
-      const rows: ApplicationDoc[] = await this.apps()
-        .find({ $or: [{ registration_method: "dcr", archived_at: null, expires_at: { $lt: cutoff } }, { gateway_unbind_pending: true }] }, { _outbox: 0, secret_hash: 0 })
-        .limit(2 * DCR_GC_BATCH)
-        .lean();
-      const expired = rows
+      const projection = { _outbox: 0, secret_hash: 0 };
+      const candidates: ApplicationDoc[] = [];
+      if (!this.fullGcDone) {
+        candidates.push(...((await this.apps().find({ registration_method: "dcr", archived: false }, projection).lean()) as ApplicationDoc[]));
+        this.fullGcDone = true;
+      } else {
+        for (let d = 0; d <= DCR_GC_LOOKBACK_DAYS; d++) {
+          candidates.push(...((await this.apps().find({ expires_day: utcDay(new Date(cutoff.getTime() - d * 86_400_000)), archived: false }, projection).lean()) as ApplicationDoc[]));
+        }
+      }
+      const expired = candidates
         .filter((a) => a.registration_method === "dcr" && !a.archived_at && a.expires_at && new Date(a.expires_at) < cutoff)
         .sort((a, b) => new Date(a.expires_at!).getTime() - new Date(b.expires_at!).getTime())
         .slice(0, DCR_GC_BATCH);
@@ -323,7 +333,8 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
       let archived = 0;
       for (const app of expired) if (await this.archive(ctx, app, "dcr_expired")) archived++;
       let unbound = 0;
-      for (const app of rows.filter((a) => a.gateway_unbind_pending && a.archived_at)) if (await this.unbindGateway(ctx, app)) unbound++;
+      const flagged = (await this.apps().find({ gateway_unbind_pending: true }, projection).limit(DCR_GC_BATCH).lean()) as ApplicationDoc[];
+      for (const app of flagged.filter((a) => a.archived_at)) if (await this.unbindGateway(ctx, app)) unbound++;
       return { archived, unbound };
     },
   },

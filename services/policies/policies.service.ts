@@ -14,7 +14,7 @@ import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
 import { config } from "../../shared/config";
 import { pathParams, lenientBody, anyQuery } from "../../shared/validation";
-import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { policySchema, policyVersionSchema, toPublicPolicy, toPublicPolicyVersion, versionSummary, type PolicyDoc, type PolicyVersionDoc } from "./models/policy.model";
@@ -107,7 +107,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       PolicyVersion: { schema: policyVersionSchema, collection: "policy_versions" },
       PolicySet: { schema: policySetSchema, collection: "policy_sets" },
       PolicySetVersion: { schema: policySetVersionSchema, collection: "policy_set_versions" },
-    }),
+    }, { listed: ["Policy", "PolicySet"] }),
     OutboxMixin(["Policy", "PolicyVersion", "PolicySet", "PolicySetVersion"]),
   ],
 
@@ -136,12 +136,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       params: { params: zoneParams, query: anyQuery },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const q = parseListQuery(ctx.params.query);
-        const rows = await this.policies()
-          .find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0 })
-          .sort(keysetSort())
-          .limit(q.limit + 1)
-          .lean<PolicyDoc[]>();
-        return pageOf(rows, q, toPublicPolicy);
+        const page = await this.listRows<PolicyDoc>("Policy", ctx.params.params.zoneId, q, { where: { archived: false }, projection: { _outbox: 0 } });
+        return pageOf(page.rows, q, toPublicPolicy, {}, "created_at", page.resumeAfter);
       },
     },
 
@@ -176,14 +172,15 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         };
         const policy: PolicyDoc = {
           _id: policyId, zone_id: zoneId, name: body.name, description: body.description ?? null, owner_type: body.owner_type ?? "customer",
-          created_by: createdBy, co_authored_by_operator: false, created_at: now, archived_at: null, version_ids: [version._id],
+          created_by: createdBy, co_authored_by_operator: false, created_at: now, archived_at: null, archived: false, version_ids: [version._id],
         };
         // Version first: until the policy document exists the version is an orphan nobody can see or
         // reference (reads join on the policy), so a crash between the two writes leaves nothing visible.
         await this.policyVersions().create(version);
         const events = [this.zoneEvent(ctx, zoneId, "policy", policyId, "created", { version_id: version._id })];
         try {
-          await this.policies().create({ ...policy, ...withNewEvents(events) });
+          const [listed] = await this.listFields("Policy", zoneId, [now]);
+          await this.policies().create({ ...policy, ...listed, ...withNewEvents(events) });
         } catch (err) {
           await this.policyVersions().deleteOne({ _id: version._id }).catch(() => undefined);
           if (isDuplicateKey(err)) throw conflict("policy_name_conflict", "a policy with this name already exists in the zone");
@@ -229,7 +226,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const archived = await this.locked(this.policies(), id, async () => {
           const policy = await this.policies().findById(id, { zone_id: 1, archived_at: 1 }).lean<PolicyDoc>();
           if (!policy || policy.zone_id !== zoneId || policy.archived_at) return false;
-          await this.policies().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date() } }, events));
+          await this.policies().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), archived: true } }, events));
           return true;
         });
         if (!archived) throw notFound("policy_not_found", "policy not found");
@@ -242,12 +239,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       params: { params: zoneParams, query: anyQuery },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const q = parseListQuery(ctx.params.query);
-        const rows = await this.sets()
-          .find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0 })
-          .sort(keysetSort())
-          .limit(q.limit + 1)
-          .lean<PolicySetDoc[]>();
-        return pageOf(rows, q, toPublicPolicySet);
+        const page = await this.listRows<PolicySetDoc>("PolicySet", ctx.params.params.zoneId, q, { where: { archived: false }, projection: { _outbox: 0 } });
+        return pageOf(page.rows, q, toPublicPolicySet, {}, "created_at", page.resumeAfter);
       },
     },
 
@@ -271,12 +264,13 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         const id = newId();
         const set: PolicySetDoc = {
           _id: id, zone_id: zoneId, name: body.name, description: body.description ?? null, created_by: ctx.meta.actor?.name ?? "system",
-          co_authored_by_operator: false, created_at: new Date(), archived_at: null, active_version_id: null, shadow_version_id: null,
+          co_authored_by_operator: false, created_at: new Date(), archived_at: null, archived: false, active_version_id: null, shadow_version_id: null,
           active_slot: idleSlot(id), activated_at: null, version_ids: [],
         };
         const events = [this.zoneEvent(ctx, zoneId, "policy_set", id, "created")];
         try {
-          await this.sets().create({ ...set, ...withNewEvents(events) });
+          const [listed] = await this.listFields("PolicySet", zoneId, [set.created_at]);
+          await this.sets().create({ ...set, ...listed, ...withNewEvents(events) });
         } catch (err) {
           if (isDuplicateKey(err)) throw conflict("policy_set_name_conflict", "a policy set with this name already exists in the zone");
           throw err;
@@ -480,7 +474,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           if (wasActive) events.unshift(this.event(ctx, POLICY_INVALIDATE_STREAM, { zone_id: zoneId, policy_set_id: id, policy_set_version_id: null, shadow_version_id: null, reason: "policy_set_archived" }));
           const write = await this.sets().updateOne(
             { _id: id },
-            pushEvents({ $set: { archived_at: new Date(), active_slot: idleSlot(id), active_version_id: null, shadow_version_id: null } }, events),
+            pushEvents({ $set: { archived_at: new Date(), archived: true, active_slot: idleSlot(id), active_version_id: null, shadow_version_id: null } }, events),
           );
           return { matched: write.matchedCount, events };
         });
@@ -496,7 +490,9 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       visibility: "public",
       params: { zone_id: "string", input: { type: "object" } },
       async handler(ctx: ApiContext<{ zone_id: string; input: Record<string, unknown> }>) {
-        const set = await this.sets().findOne({ active_slot: activeSlot(ctx.params.zone_id), archived_at: null }, { _outbox: 0 }).lean<PolicySetDoc>();
+        // The active slot is freed when a set is archived, so the slot alone finds the live active set.
+        const found = await this.sets().findOne({ active_slot: activeSlot(ctx.params.zone_id) }, { _outbox: 0 }).lean<PolicySetDoc>();
+        const set = found && !found.archived_at ? found : null;
         const version = set?.active_version_id ? await this.setVersionById(set.active_version_id) : null;
         if (!set || !version) {
           return { policy_set_id: null, policy_set_version_id: null, result: { decision: "deny", evaluation_status: "complete", determining_policies: [], diagnostics: [{ reason: "no_active_policy_set" }] } };

@@ -8,7 +8,7 @@ import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox
 import { badRequest, conflict, notFound } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
-import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../../shared/pagination";
+import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { anyQuery, checkBody, lenientBody, pathParams } from "../../shared/validation";
@@ -93,7 +93,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       Resource: { schema: resourceSchema, collection: "resources" },
       ZoneKey: { schema: zoneKeySchema, collection: "zone_keys" },
       Counter: { schema: counterSchema, collection: "provider_counters" },
-    }),
+    }, { listed: ["Provider", "Resource"] }),
     OutboxMixin(["Provider", "Resource"]),
   ],
 
@@ -103,8 +103,8 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       params: { params: pathParams("zoneId"), query: anyQuery },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const q = parseListQuery(ctx.params.query);
-        const rows = await this.providers().find({ zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) }, { _outbox: 0, secrets_sealed: 0 }).sort(keysetSort()).limit(q.limit + 1).lean<ProviderDoc[]>();
-        return pageOf(rows, q, toPublicProvider);
+        const page = await this.listRows<ProviderDoc>("Provider", ctx.params.params.zoneId, q, { where: { archived: false }, projection: { _outbox: 0, secrets_sealed: 0 } });
+        return pageOf(page.rows, q, toPublicProvider, {}, "created_at", page.resumeAfter);
       },
     },
 
@@ -133,16 +133,17 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.providerIdentifier);
         const id = newId();
         const now = new Date();
+        const [listed] = await this.listFields("Provider", zoneId, [now]);
         const sealed = Object.keys(secrets).length ? await this.sealSecrets(zoneId, id, secrets) : null;
         // Generated identifiers take the lowest free suffix among active providers (-2, -3, …): each try is an
         // insert against the unique index, never a scan. Past SEQUENTIAL_SUFFIXES tries a counter takes over.
         for (let attempt = 0; attempt < SEQUENTIAL_SUFFIXES + 25; attempt++) {
           const identifier = attempt === 0 ? base : `${base}-${attempt < SEQUENTIAL_SUFFIXES ? attempt + 1 : await this.nextSuffix(`provider:${zoneId}:${base}`, SEQUENTIAL_SUFFIXES + 1)}`;
           assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
-          const doc: ProviderDoc = { _id: id, zone_id: zoneId, name: name ?? identifier, identifier, active_key: `${zoneId}|${identifier}`, kind, config_json: publicConfig, secret_config_keys: Object.keys(secrets).sort(), secrets_sealed: sealed, created_at: now, updated_at: now, archived_at: null };
+          const doc: ProviderDoc = { _id: id, zone_id: zoneId, name: name ?? identifier, identifier, active_key: `${zoneId}|${identifier}`, kind, config_json: publicConfig, secret_config_keys: Object.keys(secrets).sort(), secrets_sealed: sealed, created_at: now, updated_at: now, archived_at: null, archived: false };
           const events = [this.zoneEvent(ctx, zoneId, "provider", id, "created")];
           try {
-            await this.providers().create({ ...doc, ...withNewEvents(events) });
+            await this.providers().create({ ...doc, ...listed, ...withNewEvents(events) });
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
             if (explicit) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
@@ -215,7 +216,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         await this.locked(this.providers(), id, async () => {
           const p = await this.providerInZone(zoneId, id);
           // The identifier becomes reusable at once: the active key moves aside.
-          await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), active_key: `${p.active_key}#archived#${id}` } }, events));
+          await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), archived: true, active_key: `${p.active_key}#archived#${id}` } }, events));
         });
         await this.outboxKick("Provider", id, events);
         return noContent(ctx);
@@ -227,10 +228,10 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       params: { params: pathParams("zoneId"), query: anyQuery },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const q = parseListQuery(ctx.params.query);
-        const filter: Record<string, unknown> = { zone_id: ctx.params.params.zoneId, archived_at: null, ...keysetFilter(q.after) };
-        if (ctx.meta.actor?.scope !== "global") filter.identifier = { $ne: config().controlAudience };
-        const rows = await this.resources().find(filter, { _outbox: 0 }).sort(keysetSort()).limit(q.limit + 1).lean<ResourceDoc[]>();
-        return pageOf(rows, q, toPublicResource);
+        // Zone tokens never see the Control resource.
+        const hideControl = ctx.meta.actor?.scope !== "global";
+        const page = await this.listRows<ResourceDoc>("Resource", ctx.params.params.zoneId, q, { where: { archived: false }, projection: { _outbox: 0 }, match: (r) => !hideControl || !isControl(r.identifier) });
+        return pageOf(page.rows, q, toPublicResource, {}, "created_at", page.resumeAfter);
       },
     },
 
@@ -280,16 +281,17 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 0;
           if (count >= config().maxResourcesPerZone) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
           const now = new Date();
+          const [listed] = await this.listFields("Resource", zoneId, [now]);
           for (let attempt = 0; attempt < 50; attempt++) {
             const identifier = attempt === 0 || body.identifier ? base : `${base}-${await this.nextSuffix(`resource:${zoneId}:${base}`)}`;
             const doc: ResourceDoc = {
               _id: id, zone_id: zoneId, name: body.name ?? identifier, identifier, identifier_key: `${zoneId}|${identifier}`,
               upstream_url: body.upstream_url ?? null, scopes, credential_provider_id: providerId, gateway_application_id: gatewayApp,
-              operations, operation_enforcement: body.operation_enforcement ?? "enforced", created_at: now, updated_at: now, archived_at: null,
+              operations, operation_enforcement: body.operation_enforcement ?? "enforced", created_at: now, updated_at: now, archived_at: null, archived: false,
             };
             const events = [this.zoneEvent(ctx, zoneId, "resource", id, "created")];
             try {
-              await this.resources().create({ ...doc, ...withNewEvents(events) });
+              await this.resources().create({ ...doc, ...listed, ...withNewEvents(events) });
             } catch (err) {
               if (!isDuplicateKey(err)) throw err;
               if (body.identifier) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
@@ -368,7 +370,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           // Nobody deletes the Control resource, whatever the token's scope.
           const r = await this.storedResource(zoneId, id);
           if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
-          await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), gateway_application_id: null } }, events));
+          await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), archived: true, gateway_application_id: null } }, events));
         });
         const counters = this.models.Counter as Model<{ _id: string; value: number }>;
         await this.locked(counters, `resources:${zoneId}`, async () => {
@@ -468,10 +470,11 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       const id = noneProviderId(zoneId);
       if (await this.providers().findById(id).lean<ProviderDoc>()) return id;
       const now = new Date();
+      const [listed] = await this.listFields("Provider", zoneId, [now]);
       for (const activeKey of [`${zoneId}|provider://none`, `${zoneId}|provider://none#${id}`]) {
         const events = [this.zoneEvent(ctx, zoneId, "provider", id, "created")];
         try {
-          await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: activeKey, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, ...withNewEvents(events) });
+          await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: activeKey, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, archived: false, ...listed, ...withNewEvents(events) });
           await this.outboxKick("Provider", id, events);
           return id;
         } catch (err) {

@@ -76,6 +76,16 @@ const PAGE_BUDGET_MS = 1500;
 /** Buckets at most this far below the top are re-read, since their marks may still widen. */
 const OPEN_BUCKETS = 2;
 const MAX_CACHED_MARKS = 2_000_000;
+/**
+ * Rows of closed buckets are kept in memory and reused while the list's update version (a Redis counter
+ * every locked update of a listed document bumps, see MongoMixin.locked) is unchanged: a page then costs
+ * no store read at all. Open buckets (the top few, where inserts land) are always read. Entries expire
+ * after ROW_CACHE_TTL_MS, which bounds what a writer that died between its write and the bump leaves stale.
+ */
+const MAX_CACHED_ROWS = 100_000;
+const ROW_CACHE_TTL_MS = 30_000;
+/** How far past its newest timestamp a mark's range is written (see flushMark). */
+const PREWIDEN_MS = 200;
 
 interface CachedMarks {
   /** Marks by bucket number (sparse when a mark is missing). */
@@ -90,6 +100,10 @@ export class ListSequence {
   private readonly cache = new Map<string, CachedMarks>();
   private cachedCount = 0;
   private readonly recovering = new Map<string, Promise<void>>();
+  /** Mark ranges this process knows are stored (it wrote or read them): inserts they cover need no write. */
+  private readonly known = new Map<string, { min: number; max: number }>();
+  private readonly rowCache = new Map<string, { version: string; at: number; rows: any[] }>();
+  private cachedRows = 0;
   /** Pending widenings per mark id: merged so that one write carries many inserts. */
   private readonly widen = new Map<string, { min: number; max: number; waiters: { resolve: () => void; reject: (e: unknown) => void }[]; running: boolean }>();
 
@@ -105,6 +119,41 @@ export class ListSequence {
 
   private key(scope: string): string {
     return `${this.keyPrefix}listseq:{${this.list}}:${scope}`;
+  }
+
+  private versionKey(): string {
+    return `${this.keyPrefix}listver:{${this.list}}`;
+  }
+
+  /** Called after every update of an existing listed document: cached bucket rows are stale from now on. */
+  async updated(): Promise<void> {
+    await this.redis.incr(this.versionKey());
+  }
+
+  /** One bucket's rows for this filter: from memory when closed and unchanged, else from the store. */
+  private async bucketRows<R>(model: Model<any>, scope: string, bucket: number, open: boolean, version: string, opts: ListRowsOptions<R>, result: ListRowsResult<R>): Promise<R[]> {
+    const key = `${scope}|${bucket}|${JSON.stringify(opts.where ?? {})}|${JSON.stringify(opts.projection ?? {})}`;
+    const hit = this.rowCache.get(key);
+    if (!open && hit && hit.version === version && Date.now() - hit.at < ROW_CACHE_TTL_MS) {
+      // Refresh its place in the LRU order.
+      this.rowCache.delete(key);
+      this.rowCache.set(key, hit);
+      return hit.rows as R[];
+    }
+    const rows = await model.find({ ...(opts.where ?? {}), _bucket: `${scope}:${bucket}` }, opts.projection ?? {}).lean<R[]>();
+    result.decoded += rows.length;
+    if (!open) {
+      if (hit) this.cachedRows -= hit.rows.length;
+      this.rowCache.delete(key);
+      this.rowCache.set(key, { version, at: Date.now(), rows });
+      this.cachedRows += rows.length;
+      for (const [k, v] of this.rowCache) {
+        if (this.cachedRows <= MAX_CACHED_ROWS) break;
+        this.rowCache.delete(k);
+        this.cachedRows -= v.rows.length;
+      }
+    }
+    return rows;
   }
 
   private markId(scope: string, bucket: number): string {
@@ -196,6 +245,9 @@ export class ListSequence {
    */
   private widenMark(scope: string, bucket: number, min: number, max: number): Promise<void> {
     const id = this.markId(scope, bucket);
+    // Already covered by what this process wrote or read: nothing to wait for (ranges only grow).
+    const seen = this.known.get(id);
+    if (seen && seen.min <= min && seen.max >= max) return Promise.resolve();
     return new Promise((resolve, reject) => {
       let w = this.widen.get(id);
       if (!w) {
@@ -210,18 +262,28 @@ export class ListSequence {
     });
   }
 
+  private remember(id: string, min: number, max: number): void {
+    if (this.known.size > 10_000) this.known.clear();
+    this.known.set(id, { min, max });
+  }
+
   private async flushMark(id: string, scope: string): Promise<void> {
     const w = this.widen.get(id)!;
     w.running = true;
     while (w.waiters.length) {
       const waiters = w.waiters.splice(0);
-      const { min, max } = w;
+      // The upper end is written a little ahead: timestamps that follow the clock (created_at) are then
+      // covered for a while without another write. Ranges that overlap by that much cost a page at most
+      // a few more (cached) buckets.
+      const { min } = w;
+      const max = w.max + PREWIDEN_MS;
       try {
         await withDocLock(this.redis, `${this.marks.db.name}:${this.marks.collection.name}:${id}`, async () => {
           const mark = await this.marks.findById(id).lean();
           if (!mark) {
             try {
               await this.marks.create({ _id: id, list: this.listKey(scope), first_at: new Date(), min_ts: new Date(min), max_ts: new Date(max) });
+              this.remember(id, min, max);
               return;
             } catch (err) {
               if ((err as { code?: number }).code !== 11000) throw err;
@@ -230,8 +292,9 @@ export class ListSequence {
           const current = mark ?? (await this.marks.findById(id).lean())!;
           const set: Record<string, Date> = {};
           if (min < ms(current.min_ts)) set.min_ts = new Date(min);
-          if (max > ms(current.max_ts)) set.max_ts = new Date(max);
+          if (w.max > ms(current.max_ts)) set.max_ts = new Date(max);
           if (Object.keys(set).length) await this.marks.updateOne({ _id: id }, { $set: set });
+          this.remember(id, Math.min(min, ms(current.min_ts)), Math.max(set.max_ts ? max : 0, ms(current.max_ts)));
         });
         for (const x of waiters) x.resolve();
       } catch (err) {
@@ -283,7 +346,7 @@ export class ListSequence {
    */
   async rows<R extends Record<string, any>>(model: Model<any>, scope: string, limit: number, after: { ts: Date; id: string } | null, opts: ListRowsOptions<R> = {}): Promise<ListRowsResult<R>> {
     const tsField = opts.tsField ?? "created_at";
-    const top = await this.top(scope);
+    const [top, version] = await Promise.all([this.top(scope), this.redis.get(this.versionKey())]);
     const result: ListRowsResult<R> = { rows: [], decoded: 0, buckets: 0 };
     if (top < 0) return result;
     const topBucket = Math.floor(top / BUCKET_SIZE);
@@ -316,9 +379,8 @@ export class ListSequence {
       if (result.buckets >= MAX_BUCKETS_PER_PAGE || (result.buckets > 0 && Date.now() - started > PAGE_BUDGET_MS)) break;
       const now = candidates.slice(i, i + batch);
       i += now.length;
-      const fetched = await Promise.all(now.map((c) => model.find({ ...(opts.where ?? {}), _bucket: `${scope}:${c.bucket}` }, opts.projection ?? {}).lean<R[]>()));
+      const fetched = await Promise.all(now.map((c) => this.bucketRows(model, scope, c.bucket, c.bucket > topBucket - OPEN_BUCKETS, version ?? "0", opts, result)));
       for (const rows of fetched) {
-        result.decoded += rows.length;
         result.buckets++;
         for (const row of rows) if (before(row) && (!opts.match || opts.match(row))) pool.push(row);
       }

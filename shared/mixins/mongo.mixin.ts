@@ -29,6 +29,11 @@ export interface MongoMethods {
   locked<T>(model: Model<any>, id: string, write: () => Promise<T>): Promise<T>;
   /** Bucket fields for new documents of a listed model (one per timestamp), before they are inserted. */
   listFields(model: string, scope: string, timestamps: Date[]): Promise<ListedFields[]>;
+  /**
+   * Call after updating listed documents other than through `locked` (which does it): list pages serve
+   * closed buckets from memory until this is called.
+   */
+  listUpdated(model: string): Promise<void>;
   /** One page's rows of a listed model (see shared/list/buckets.ts): give them to pageOf. */
   listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
   /** Every bucket key of a scope, newest first: a whole-scope job (a reaper) reads or updates one bucket at a time. */
@@ -76,11 +81,18 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       await this.db.close();
     },
     methods: {
-      locked<T>(this: any, model: Model<any>, id: string, write: () => Promise<T>): Promise<T> {
-        return withDocLock(redisClient(this.settings?.redisUrl ?? config().redisUrl), docLockKey(model, id), write);
+      async locked<T>(this: any, model: Model<any>, id: string, write: () => Promise<T>): Promise<T> {
+        const result = await withDocLock(redisClient(this.settings?.redisUrl ?? config().redisUrl), docLockKey(model, id), write);
+        // After the write: a list page that read the old rows before this point re-reads them next time.
+        const name = listed.find((n) => this.models[n] === model);
+        if (name) await listSequence(this, name).updated();
+        return result;
       },
       listFields(this: any, model: string, scope: string, timestamps: Date[]) {
         return listSequence(this, model).assign(scope, timestamps);
+      },
+      listUpdated(this: any, model: string) {
+        return listSequence(this, model).updated();
       },
       listRows(this: any, model: string, scope: string, q: ListQuery, opts: ListRowsOptions<any> = {}) {
         return listSequence(this, model).rows(this.models[model], scope, q.limit, q.after, opts);

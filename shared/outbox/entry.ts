@@ -30,11 +30,15 @@ export const outboxFields = {
   _outbox_pending_since: { type: Date },
   _outbox_dead: { type: Number },
   _outbox_dead_since: { type: Date },
+  /** Entries wait to be published: the sweep finds these documents by this equality (pushed down). */
+  _outbox_open: { type: Boolean },
+  /** Some entry gave up: found by equality too. */
+  _outbox_has_dead: { type: Boolean },
 } as const;
 
 export function addOutboxIndexes(schema: Schema): void {
-  schema.index({ _outbox_next_at: 1 });
-  schema.index({ _outbox_dead: 1 });
+  schema.index({ _outbox_open: 1 });
+  schema.index({ _outbox_has_dead: 1 });
 }
 
 export function outboxEntry(stream: string, payload: FlatFields, requestId: string | null): OutboxEntry {
@@ -58,7 +62,7 @@ export function outboxEntry(stream: string, payload: FlatFields, requestId: stri
 export function withNewEvents(entries: OutboxEntry[]): Record<string, unknown> {
   if (!entries.length) return {};
   const now = entries[0]!.created_at;
-  return { _outbox: entries, _outbox_v: 1, _outbox_next_at: now, _outbox_pending: entries.length, _outbox_pending_since: now, _outbox_dead: 0 };
+  return { _outbox: entries, _outbox_v: 1, _outbox_next_at: now, _outbox_pending: entries.length, _outbox_pending_since: now, _outbox_dead: 0, _outbox_open: true, _outbox_has_dead: false };
 }
 
 type Update = Record<string, Record<string, unknown> | undefined>;
@@ -69,6 +73,7 @@ export function pushEvents(update: Update, entries: OutboxEntry[]): Update {
   const now = entries[0]!.created_at;
   return {
     ...update,
+    $set: { ...(update.$set ?? {}), _outbox_open: true },
     $push: { ...(update.$push ?? {}), _outbox: { $each: entries } },
     $inc: { ...(update.$inc ?? {}), _outbox_v: 1, _outbox_pending: entries.length },
     // $min sets a missing field and keeps an earlier one: the relay unsets these when nothing is pending.

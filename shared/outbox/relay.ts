@@ -1,11 +1,11 @@
 // Publishes outbox entries held in documents to Redis streams, signed, at least once and without duplicates.
 //
-// Finding work: FerretDB v1 pushes only `_id` equality down to its store, so any other query scans the
-// whole collection. The relay therefore never polls the collection; writers leave a hint (the document
-// id in a Redis sorted set scored by when it is due) after their write, and the relay works from the
-// hints. A hint lost to a crash between the write and the hint is recovered by the sweep, which scans
-// once at start and then every few minutes. The events themselves never leave the document until the
-// relay has published them, so no write loses its event.
+// Finding work: writers publish their own entries right after their write and leave a hint (the document
+// id in a Redis sorted set scored by when it is due) for whatever failed; the relay works from the hints,
+// never by polling the collection. A hint lost to a crash between the write and the hint is recovered by
+// the sweep, at start and then every few minutes, which finds open documents by the equality
+// `_outbox_open: true` (pushed down to the store and indexed). The events themselves never leave the
+// document until their publish is recorded in it, so no write loses its event.
 import type { Model } from "mongoose";
 import type Redis from "ioredis";
 import { hostname } from "node:os";
@@ -62,13 +62,12 @@ return id
 const RELAY_CONCURRENCY = 8;
 const RECORD_BATCH = 50;
 /**
- * While writers are busy (a write within this many ms) the recorder takes at most RECORD_BUSY_SHARE of the
- * time: after a write-back that took d ms it rests d·(1/share − 1) ms. On FerretDB v1 a write-back is a
- * full-collection update under SQLite's single write lock (~150 ms at 7,000 documents), which requests need
- * more; on MongoDB it is ~1 ms and the recorder keeps up. It catches up at full speed once writes pause.
+ * Write-backs in flight at once. Each is an update of one document under its lock (a few ms on FerretDB's
+ * PostgreSQL backend, ~1 ms on MongoDB); several at a time keep up with a burst of writes. (On FerretDB's
+ * SQLite backend every update was a full-collection scan under one write lock, so the recorder used to
+ * yield to writers; that store is gone.)
  */
-const RECORD_BUSY_WINDOW_MS = 1000;
-const RECORD_BUSY_SHARE = 0.1;
+const RECORD_CONCURRENCY = 8;
 
 export function backoffMs(attempts: number): number {
   const base = Math.min(60, 2 ** Math.min(attempts, 6));
@@ -115,8 +114,6 @@ export class OutboxRelay {
   private recordKicked = false;
   private recordTimer: NodeJS.Timeout | null = null;
   private active = false;
-  private lastWriteAt = 0;
-  private recordRestUntil = 0;
   afterPublish: AfterPublishHook | null = null;
   /** Hook for tests that need a writer to die after its document write and before its publish. */
   beforePublish: AfterPublishHook | null = null;
@@ -222,7 +219,6 @@ export class OutboxRelay {
       await tx.exec();
       return;
     }
-    this.lastWriteAt = Date.now();
     const k = hintKeys(model);
     const results = new Map<string, Partial<OutboxEntry>>();
     let failed = 0;
@@ -254,8 +250,9 @@ export class OutboxRelay {
   async sweep(): Promise<void> {
     for (const model of this.models) {
       const k = hintKeys(model);
-      const found = await model.find({ _outbox_next_at: { $exists: true } }, { _outbox_next_at: 1, _outbox_pending: 1, _outbox_pending_since: 1 }).lean();
-      const dead = await model.find({ _outbox_dead: { $gt: 0 } }, { _outbox_dead: 1, _outbox_dead_since: 1 }).lean();
+      // By equality only (pushed down to the store): open and dead documents, never the whole collection.
+      const found = (await model.find({ _outbox_open: true }, { _outbox_next_at: 1, _outbox_pending: 1, _outbox_pending_since: 1 }).lean()).filter((d: any) => d._outbox_next_at);
+      const dead = (await model.find({ _outbox_has_dead: true }, { _outbox_dead: 1, _outbox_dead_since: 1 }).lean()).filter((d: any) => d._outbox_dead > 0);
       // A document whose publish results still wait for the recorder looks pending in the store but is
       // not; the recorder restores its hints (from the document and the results) when it writes it back.
       const awaiting = await this.awaitingRecord(model, (found as any[]).map((d) => String(d._id)));
@@ -372,46 +369,26 @@ export class OutboxRelay {
     return out;
   }
 
-  /** Writes stored results back into their documents, one document at a time. */
+  /** Writes stored results back into their documents, a few documents at a time. */
   async record(): Promise<number> {
     if (this.recording || this.stopping) return 0;
-    const busy = () => Date.now() - this.lastWriteAt < RECORD_BUSY_WINDOW_MS;
-    if (busy() && Date.now() < this.recordRestUntil) return 0;
     this.recording = true;
     let recorded = 0;
     try {
-      passes: for (const model of this.models) {
+      for (const model of this.models) {
         const k = hintKeys(model);
         // Oldest first, a batch at a time; a document another writer (or the relay) holds is left for
         // the next pass instead of ending this one.
         for (let round = 0; round < 20 && !this.stopping; round++) {
           const ids = await this.redis.zrange(k.record, 0, RECORD_BATCH - 1);
           let done = 0;
-          for (const docId of ids) {
-            if (this.stopping) break;
-            const lock = await tryDocLock(this.redis, docLockKey(model, docId), this.settings.leaseSec * 1000);
-            if (!lock) continue;
-            const began = Date.now();
-            try {
-              const results = await this.storedResults(model, docId);
-              const doc = await model.findById(docId).lean();
-              if (doc && results.size) await this.writeBack(model, doc, results);
-              // Only what was written back is forgotten: a writer may have added results meanwhile.
-              const tx = this.redis.multi().zrem(k.record, docId);
-              if (results.size) tx.hdel(k.results(docId), ...results.keys());
-              await tx.exec();
-              if ((await this.redis.hlen(k.results(docId))) > 0) await this.redis.zadd(k.record, "NX", Date.now(), docId);
-              done++;
-            } finally {
-              await lock.release().catch(() => undefined);
+          const queue = [...ids];
+          const worker = async () => {
+            for (let docId = queue.shift(); docId !== undefined && !this.stopping; docId = queue.shift()) {
+              if (await this.recordOne(model, docId)) done++;
             }
-            const took = Date.now() - began;
-            this.recordRestUntil = Date.now() + took * (1 / RECORD_BUSY_SHARE - 1);
-            if (busy() && Date.now() < this.recordRestUntil) {
-              recorded += done;
-              break passes;
-            }
-          }
+          };
+          await Promise.all(Array.from({ length: Math.min(RECORD_CONCURRENCY, queue.length) }, worker));
           recorded += done;
           if (ids.length < RECORD_BATCH || done === 0) break;
         }
@@ -422,6 +399,26 @@ export class OutboxRelay {
       this.recording = false;
     }
     return recorded;
+  }
+
+  /** Writes one document's stored results back; false when another writer holds it. */
+  private async recordOne(model: Model<any>, docId: string): Promise<boolean> {
+    const k = hintKeys(model);
+    const lock = await tryDocLock(this.redis, docLockKey(model, docId), this.settings.leaseSec * 1000);
+    if (!lock) return false;
+    try {
+      const results = await this.storedResults(model, docId);
+      const doc = await model.findById(docId).lean();
+      if (doc && results.size) await this.writeBack(model, doc, results);
+      // Only what was written back is forgotten: a writer may have added results meanwhile.
+      const tx = this.redis.multi().zrem(k.record, docId);
+      if (results.size) tx.hdel(k.results(docId), ...results.keys());
+      await tx.exec();
+      if ((await this.redis.hlen(k.results(docId))) > 0) await this.redis.zadd(k.record, "NX", Date.now(), docId);
+      return true;
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
   }
 
   private kickRecorder(): void {
@@ -460,7 +457,7 @@ export class OutboxRelay {
     const sum = this.summarize(doc, results);
     const done = sum.entries.filter((e) => e.dispatched_at).slice(-this.settings.keepDispatched);
     const kept = sum.entries.filter((e) => !e.dispatched_at || done.includes(e));
-    const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: sum.open.length, _outbox_dead: sum.dead.length };
+    const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: sum.open.length, _outbox_dead: sum.dead.length, _outbox_open: !!sum.nextAt, _outbox_has_dead: sum.dead.length > 0 };
     const unset: Record<string, 1> = {};
     if (sum.nextAt) set._outbox_next_at = sum.nextAt; else unset._outbox_next_at = 1;
     if (sum.pendingSince) set._outbox_pending_since = sum.pendingSince; else unset._outbox_pending_since = 1;

@@ -198,7 +198,7 @@ describe("DCR", () => {
     const z = await zone(true);
     const Application = (c.brokers.applications!.getLocalService("applications") as any).models.Application;
     const now = Date.now();
-    const row = (i: number, expiresAt: Date) => ({ _id: `cap-${z}-${i}`, zone_id: z, name: `cap ${i}`, registration_method: "dcr", traits: [], expires_at: expiresAt, created_at: new Date(now), archived_at: null, secret_hash: null });
+    const row = (i: number, expiresAt: Date) => ({ _id: `cap-${z}-${i}`, zone_id: z, name: `cap ${i}`, registration_method: "dcr", traits: [], expires_at: expiresAt, created_at: new Date(now), archived_at: null, archived: false, secret_hash: null });
     await Application.collection.insertMany(Array.from({ length: 999 }, (_, i) => row(i, new Date(now + 3600_000))));
     await Application.collection.insertOne(row(999, new Date(now - 1000)));
     const last = await post(`/v1/zones/${z}/applications/dcr`, { name: "the 1000th" });

@@ -85,12 +85,14 @@ afterAll(async () => {
 });
 
 describe("bucketed lists", () => {
-  test("in-order rows: pages give exactly the sorted rows, each page reads at most two buckets", async () => {
+  test("in-order rows: pages give exactly the sorted rows, each page reads at most three buckets", async () => {
     const base = Date.now() - 1_000_000;
     const rows = await insert("z-inorder", Array.from({ length: 1000 }, (_, i) => new Date(base + i * 10)));
     const { ids, decoded } = await walk("z-inorder", 50);
     expect(ids).toEqual(expected(rows));
-    expect(Math.max(...decoded)).toBeLessThanOrEqual(2 * BUCKET_SIZE);
+    // A page's rows span at most two buckets; a bucket's range is written 200 ms past its newest row, so at
+    // a boundary the walk may read one more to know no later row hides there.
+    expect(Math.max(...decoded)).toBeLessThanOrEqual(3 * BUCKET_SIZE);
   });
 
   test("timestamps out of arrival order (late events) still come back in exact (ts, id) order", async () => {
@@ -133,6 +135,22 @@ describe("bucketed lists", () => {
     expect(Math.min(...second.map((r) => r._seq))).toBe(2 * BUCKET_SIZE);
     const { ids } = await walk("z-recover", 64);
     expect(ids).toEqual(expected([...first, ...second]));
+  });
+
+  test("closed buckets are read from memory until a listed document is updated; open buckets always from the store", async () => {
+    const base = Date.now() - 40_000_000;
+    const rows = await insert("z-cache", Array.from({ length: 5 * BUCKET_SIZE }, (_, i) => new Date(base + i)));
+    const first = await walk("z-cache", 1000);
+    expect(first.ids).toEqual(expected(rows));
+    const again = await walk("z-cache", 1000);
+    // Only the two open buckets (the top two of five) are read again.
+    expect(again.decoded.reduce((a, b) => a + b, 0)).toBe(2 * BUCKET_SIZE);
+    const oldest = rows[0]!;
+    await Rows.updateOne({ _id: oldest._id }, { $set: { kind: "changed" } });
+    await seq.updated();
+    const page = await seq.rows<Row>(Rows, "z-cache", 2000, null, { tsField: "ts" });
+    expect(page.decoded).toBe(5 * BUCKET_SIZE);
+    expect(page.rows.find((r) => r._id === oldest._id)?.kind).toBe("changed");
   });
 
   test("concurrent writers share the sequence: no number twice, every row listed once", async () => {

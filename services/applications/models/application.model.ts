@@ -1,6 +1,7 @@
 // The applications collection: managed and DCR applications, archived in place, events inside.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface ApplicationDoc {
   _id: string;
@@ -11,6 +12,10 @@ export interface ApplicationDoc {
   expires_at: Date | null;
   created_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
+  /** DCR apps: the UTC day (YYYY-MM-DD) of `expires_at`, so the garbage collector finds them by equality. */
+  expires_day?: string;
   /** Argon2id of the client secret; never leaves this service. */
   secret_hash: string | null;
   /** Set by the archive write, unset once the providers service has dropped the app's gateway bindings. */
@@ -27,15 +32,21 @@ export const applicationSchema = new Schema(
     expires_at: { type: Date, default: null },
     created_at: { type: Date, required: true },
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    expires_day: { type: String },
     secret_hash: { type: String, default: null },
     gateway_unbind_pending: { type: Boolean },
+    ...listedFields,
     ...outboxFields,
   },
   { versionKey: false, _id: false },
 );
 
-applicationSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
-applicationSchema.index({ registration_method: 1, archived_at: 1, expires_at: 1 });
+addListIndexes(applicationSchema, ["archived"]);
+// Live DCR applications of a zone (the 1,000 cap, dcr-status, revoke_live), and the garbage collector's days.
+applicationSchema.index({ zone_id: 1, registration_method: 1, archived: 1 });
+applicationSchema.index({ expires_day: 1, archived: 1 });
+applicationSchema.index({ gateway_unbind_pending: 1 });
 addOutboxIndexes(applicationSchema);
 
 /** The public shape; traits only for global-scope readers (and never in create responses). */

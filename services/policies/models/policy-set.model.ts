@@ -1,6 +1,7 @@
 // Policy sets (each with its activation binding inline) and their immutable, numbered versions.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes, type OutboxEntry } from "../../../shared/outbox/entry";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 import type { ManifestEntry } from "../manifest";
 
 export interface PolicySetDoc {
@@ -12,6 +13,8 @@ export interface PolicySetDoc {
   co_authored_by_operator: boolean;
   created_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
   active_version_id: string | null;
   shadow_version_id: string | null;
   /** `zone:<zoneId>` while this set is the zone's active one, `set:<id>` otherwise (see the unique index). */
@@ -47,6 +50,8 @@ export const policySetSchema = new Schema(
     co_authored_by_operator: { type: Boolean, default: false },
     created_at: { type: Date, required: true },
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     active_version_id: { type: String, default: null },
     shadow_version_id: { type: String, default: null },
     active_slot: { type: String, required: true },
@@ -60,7 +65,7 @@ policySetSchema.index({ zone_id: 1, name: 1 }, { unique: true });
 // One active set per zone: only the active set holds the value `zone:<zoneId>`; every idle set holds
 // its own `set:<id>`, so the index never collides on idle sets and needs no partial-index support.
 policySetSchema.index({ active_slot: 1 }, { unique: true });
-policySetSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(policySetSchema, ["archived"]);
 addOutboxIndexes(policySetSchema);
 
 export const policySetVersionSchema = new Schema(

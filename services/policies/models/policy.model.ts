@@ -1,6 +1,7 @@
 // Policies and their immutable versions: one document per policy, one per version (numbered 1, 2, … per policy).
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface PolicyDoc {
   _id: string;
@@ -12,6 +13,8 @@ export interface PolicyDoc {
   co_authored_by_operator: boolean;
   created_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
   /** Version ids in order (version n is at n-1): the list GET reads by id, and the numbering counter. */
   version_ids: string[];
 }
@@ -39,6 +42,8 @@ export const policySchema = new Schema(
     co_authored_by_operator: { type: Boolean, default: false },
     created_at: { type: Date, required: true },
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     version_ids: { type: [String], default: [] },
     ...outboxFields,
   },
@@ -46,7 +51,7 @@ export const policySchema = new Schema(
 );
 // Names stay taken after archival (as in the reference); a clash is 409 policy_name_conflict.
 policySchema.index({ zone_id: 1, name: 1 }, { unique: true });
-policySchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(policySchema, ["archived"]);
 addOutboxIndexes(policySchema);
 
 export const policyVersionSchema = new Schema(

@@ -1,6 +1,7 @@
 // The providers service's collections: providers, resources, per-zone data keys and counters.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface ProviderDoc {
   _id: string;
@@ -16,6 +17,8 @@ export interface ProviderDoc {
   created_at: Date;
   updated_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
 }
 
 export interface ResourceDoc {
@@ -34,6 +37,8 @@ export interface ResourceDoc {
   created_at: Date;
   updated_at: Date;
   archived_at: Date | null;
+  /** `archived_at !== null`, as an equality the store can push down. */
+  archived: boolean;
 }
 
 const base = { versionKey: false, _id: false } as const;
@@ -52,12 +57,14 @@ export const providerSchema = new Schema(
     created_at: Date,
     updated_at: Date,
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     ...outboxFields,
   },
   { ...base, minimize: false },
 );
 providerSchema.index({ active_key: 1 }, { unique: true });
-providerSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(providerSchema, ["archived"]);
 addOutboxIndexes(providerSchema);
 
 export const resourceSchema = new Schema(
@@ -76,12 +83,16 @@ export const resourceSchema = new Schema(
     created_at: Date,
     updated_at: Date,
     archived_at: { type: Date, default: null },
+    archived: { type: Boolean, default: false },
+    ...listedFields,
     ...outboxFields,
   },
   base,
 );
 resourceSchema.index({ identifier_key: 1 }, { unique: true });
-resourceSchema.index({ zone_id: 1, archived_at: 1, created_at: -1, _id: -1 });
+addListIndexes(resourceSchema, ["archived"]);
+// A gateway application's bindings, cleared when the application is archived.
+resourceSchema.index({ zone_id: 1, gateway_application_id: 1 });
 addOutboxIndexes(resourceSchema);
 
 /** One wrapped data key per zone (`_id` = zone id). */
