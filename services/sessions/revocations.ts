@@ -184,7 +184,7 @@ export const CLOSED_ZONE_SETTLE_MS = 40_000;
  * pending until a sweep ran after CLOSED_ZONE_SETTLE_MS, so a session accepted by an instance that had not
  * heard of the closure yet is expired too.
  */
-export async function reapClosedZones(host: RevocationHost & { listBuckets(model: string, scope: string): Promise<string[]> }): Promise<{ zones: number; expired: number }> {
+export async function reapClosedZones(host: RevocationHost & { listBuckets(model: string, scope: string): Promise<string[]>; listUpdated(model: string): Promise<void> }): Promise<{ zones: number; expired: number }> {
   const pending = await host.closedZones.find({ sweep_pending: true }).lean();
   let expired = 0;
   for (const z of pending) {
@@ -193,6 +193,8 @@ export async function reapClosedZones(host: RevocationHost & { listBuckets(model
       const res = await host.models.Session.updateMany({ _bucket: bucket, status: "active" }, { $set: { status: "expired", updated_at: new Date() } });
       expired += res.modifiedCount ?? 0;
     }
+    // Cached list pages of the zone's closed buckets are stale now (the update did not go through locked()).
+    await host.listUpdated("Session");
     const keys = activeKeys(host, z._id);
     await host.redis.del(keys.active);
     await host.redis.set(keys.complete, "1");

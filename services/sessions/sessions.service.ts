@@ -172,7 +172,7 @@ const SessionsService: ServiceSchema<{ reaperMs?: number }, Methods> = {
       const lock = await tryDocLock(redisClient(), `${this.db.name}:sessions:reaper`, 60_000);
       if (!lock) return { zones: 0, expired: 0 };
       try {
-        return await reapClosedZones({ ...this.host(), listBuckets: (m: string, s: string) => this.listBuckets(m, s) });
+        return await reapClosedZones({ ...this.host(), listBuckets: (m: string, s: string) => this.listBuckets(m, s), listUpdated: (m: string) => this.listUpdated(m) });
       } finally {
         await lock.release().catch(() => undefined);
       }

@@ -105,7 +105,8 @@ describe("GET …/agent-sessions (case 20)", () => {
     await emit("agent", "--zone", z, "--event", "spawn", "--id", "a-2", "--application", "app-1", "--parent", "a-1", "--labels", "refund-worker", "--set", `spawned_at=${T("02")}`);
     await emit("agent", "--zone", z, "--event", "spawn", "--id", "a-3", "--application", "app-1", "--parent", "a-1", "--labels", "voice,worker", "--lifecycle", "service", "--ttl", "60", "--set", `spawned_at=${T("03")}`);
     await emit("agent", "--zone", z, "--event", "terminate", "--id", "a-3", "--reason", "done, finally", "--set", `occurred_at=${T("09")}`);
-    await until(c, `/v1/zones/${z}/agent-sessions?status=terminated`, (b) => b.items.length === 1);
+    // Terminated, and its parent recounted (the count follows the status change).
+    await until(c, `/v1/zones/${z}/agent-sessions`, (b) => b.items.some((a: any) => a.id === "a-3" && a.status === "terminated") && b.items.some((a: any) => a.id === "a-1" && a.child_count === 1));
   });
 
   test("format=csv: the 13 columns, labels space-joined, file name agent-sessions-<zone>.csv (golden)", async () => {

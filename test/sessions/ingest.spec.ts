@@ -86,6 +86,7 @@ describe("caracal.agents.lifecycle", () => {
     const z = await newZone(c);
     const tree = await emit("spawn-tree", "--zone", z, "--depth", "2", "--width", "3", "--labels", "voice,worker", "--lifecycle", "service");
     expect(tree.levels).toEqual([1, 3, 9]);
+    await settled("caracal.agents.lifecycle");
     const rows = (await until(c, `/v1/zones/${z}/agent-sessions?limit=100`, (b) => b.items.length === 13)).items;
     expect(Object.keys(rows[0])).toEqual(["id", "application_id", "parent_id", "status", "lifecycle", "labels", "depth", "child_count", "spawned_at", "last_active_at", "terminated_at", "termination_reason", "ttl_seconds"]);
     const byDepth = (d: number) => rows.filter((a: any) => a.depth === d);
@@ -101,7 +102,9 @@ describe("caracal.agents.lifecycle", () => {
     let rows = (await until(c, `/v1/zones/${z}/agent-sessions`, (b) => b.items.length === 7)).items;
     const middle = rows.find((a: any) => a.depth === 1);
     await emit("agent", "--zone", z, "--event", "terminate", "--id", middle.id, "--reason", "done");
-    rows = (await until(c, `/v1/zones/${z}/agent-sessions`, (b) => b.items.filter((a: any) => a.status === "terminated").length === 3)).items;
+    await until(c, `/v1/zones/${z}/agent-sessions`, (b) => b.items.filter((a: any) => a.status === "terminated").length === 3);
+    await settled("caracal.agents.lifecycle");
+    rows = await agents(z);
     const byId = new Map(rows.map((a: any) => [a.id, a]));
     expect(byId.get(middle.id)).toMatchObject({ status: "terminated", termination_reason: "done", child_count: 0, terminated_at: expect.stringMatching(/Z$/) });
     for (const kid of rows.filter((a: any) => a.parent_id === middle.id)) expect(kid).toMatchObject({ status: "terminated", termination_reason: "parent_terminated" });
@@ -169,6 +172,7 @@ describe("out of order and redelivered entries", () => {
     expect(await agent(child)).toBeUndefined();
     await emit("agent", "--zone", zone, "--event", "spawn", "--id", parent, "--application", "app-y");
     await eventually(async () => ((await agent(child)) ? true : undefined));
+    await settled("caracal.agents.lifecycle");
     expect(await agent(child)).toMatchObject({ depth: 1, parent_id: parent });
     expect(await agent(parent)).toMatchObject({ depth: 0, child_count: 1 });
   });
