@@ -1,12 +1,18 @@
 // Ingest of caracal.agents.lifecycle: spawns (in bulk, depth from the parent), suspend, resume, terminate.
+//
+// child_count is the number of an agent's children that are not terminated. It moves by increments under
+// the parent's lock when a spawn is actually inserted or an agent actually terminated (each happens once per
+// agent, decided under a lock), and it is recounted from the children themselves whenever an entry comes
+// again (a duplicate spawn, a terminate redelivered): a crash between the two writes cannot leave it wrong.
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
 import { compareEntryIds, parseAgentEntry, type AgentEntry } from "../entries";
 import type { AgentSessionDoc } from "../models/agent-session.model";
-import { eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
-import { descendants, inSegments } from "./sessions";
+import { creationsFirst, eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
+import { descendants } from "./sessions";
 
 type Spawn = Extract<AgentEntry, { event: "spawn" }>;
 type Transition = Exclude<AgentEntry, Spawn>;
+type EndResult = { result: "missing" | "other_zone" | "noop" | "done"; parentId: string | null; childCount: number };
 
 /** Depths of agents seen lately: a child's spawn needs its parent's depth, which never changes. */
 const DEPTH_CACHE_MAX = 200_000;
@@ -19,12 +25,15 @@ export class AgentIngest {
   async ingest(stream: string, entries: StreamEntry[]): Promise<(Outcome | undefined)[]> {
     const outcomes: (Outcome | undefined)[] = new Array(entries.length).fill(undefined);
     const parsed = parseAll(entries, parseAgentEntry, outcomes);
-    await inSegments(parsed, (p) => p.event === "spawn", (idx) => this.spawn(stream, idx, entries, parsed as AgentEntry[], outcomes), async (idx) => {
-      const byAgent = groupBy(idx, (i) => (parsed[i] as AgentEntry).agent_session_id);
-      await eachLimited([...byAgent.values()], 16, async (list) => {
-        for (const i of list) outcomes[i] = await this.transition(stream, entries[i]!, parsed[i] as Transition);
-      });
-    });
+    await creationsFirst(
+      parsed,
+      (p) => p.event === "spawn",
+      (idx) => this.spawn(stream, idx, entries, parsed as AgentEntry[], outcomes),
+      (p) => p.agent_session_id,
+      async (i) => {
+        outcomes[i] = await this.transition(stream, entries[i]!, parsed[i] as Transition);
+      },
+    );
     return outcomes;
   }
 
@@ -32,13 +41,13 @@ export class AgentIngest {
     const A = this.host.models.AgentSession;
     const list = idx.map((i) => ({ s: parsed[i] as Spawn, i }));
     const zoneGates = await gates(this.host, list.map((x) => x.s.zone_id));
-    // Parents spawned earlier in this run are known; the others are looked up (cache, then store).
-    const inRun = new Map<string, number>();
+    // Parents spawned earlier in this batch are known; the others are looked up (cache, then store).
+    const inBatch = new Map<string, number>();
     const lookups = [...new Set(list.map((x) => x.s.parent_id).filter((p): p is string => !!p && !this.depths.has(p)))];
-    const found = new Map<string, { depth: number; zone_id: string } | null>();
+    const found = new Map<string, number>();
     await eachLimited(lookups, 16, async (id) => {
-      const parent = await A.findById(id, { depth: 1, zone_id: 1 }).lean();
-      found.set(id, parent ? { depth: parent.depth, zone_id: parent.zone_id } : null);
+      const parent = await A.findById(id, { depth: 1 }).lean();
+      if (parent) found.set(id, parent.depth);
     });
     const accepted: { s: Spawn; i: number; depth: number }[] = [];
     for (const { s, i } of list) {
@@ -49,7 +58,7 @@ export class AgentIngest {
       }
       let depth = 0;
       if (s.parent_id) {
-        const parentDepth = inRun.get(s.parent_id) ?? this.depths.get(s.parent_id) ?? found.get(s.parent_id)?.depth;
+        const parentDepth = inBatch.get(s.parent_id) ?? this.depths.get(s.parent_id) ?? found.get(s.parent_id);
         if (parentDepth === undefined) {
           // Its parent has not been spawned (yet): the spawn waits for it.
           await this.host.hold(`agent:${s.parent_id}`, stream, entries[i]!);
@@ -57,7 +66,7 @@ export class AgentIngest {
         }
         depth = parentDepth + 1;
       }
-      inRun.set(s.agent_session_id, depth);
+      inBatch.set(s.agent_session_id, depth);
       accepted.push({ s, i, depth });
     }
     if (!accepted.length) return;
@@ -92,29 +101,44 @@ export class AgentIngest {
         docs.push(doc);
       });
     }
-    await insertNew(A, docs);
+    const inserted = await insertNew(A, docs);
     if (this.depths.size > DEPTH_CACHE_MAX) this.depths.clear();
     for (const { s, depth } of accepted) this.depths.set(s.agent_session_id, depth);
-    // Every parent is recounted, also for spawns stored before (a redelivery after a crash before the count).
-    const parents = [...new Set(accepted.map((a) => a.s.parent_id).filter((p): p is string => !!p))];
-    await eachLimited(parents, 8, (p) => this.recount(accepted.find((a) => a.s.parent_id === p)!.s.zone_id, p));
+    // New children count up their parent; a spawn seen before (maybe stored by a delivery that died before
+    // counting) has its parent recounted instead.
+    const increments = new Map<string, { zone: string; n: number }>();
+    const recounts = new Map<string, string>();
+    accepted.forEach(({ s }, k) => {
+      if (!s.parent_id) return;
+      if (inserted.has(k)) {
+        const inc = increments.get(s.parent_id) ?? { zone: s.zone_id, n: 0 };
+        inc.n++;
+        increments.set(s.parent_id, inc);
+      } else recounts.set(s.parent_id, s.zone_id);
+    });
+    await eachLimited([...increments], 8, ([parent, { n }]) => this.bump(parent, n));
+    await eachLimited([...recounts], 8, ([parent, zone]) => this.recount(zone, parent));
     await this.host.releaseHeld(accepted.map((a) => `agent:${a.s.agent_session_id}`));
   }
 
-  /** child_count = children not terminated, counted under the parent's lock (idempotent, unlike an increment). */
+  private async bump(parentId: string, n: number): Promise<void> {
+    const A = this.host.models.AgentSession;
+    await this.host.locked(A, parentId, () => A.updateOne({ _id: parentId }, { $inc: { child_count: n }, $set: { updated_at: new Date() } }));
+  }
+
+  /** child_count from the children themselves, under the parent's lock (idempotent, unlike an increment). */
   async recount(zoneId: string, parentId: string): Promise<void> {
     const A = this.host.models.AgentSession;
     await this.host.locked(A, parentId, async () => {
       const children = await A.find({ zone_id: zoneId, parent_id: parentId }, { status: 1 }).lean();
       const live = children.filter((c) => c.status !== "terminated").length;
-      const parent = await A.findById(parentId, { child_count: 1 }).lean();
-      if (parent && parent.child_count !== live) await A.updateOne({ _id: parentId }, { $set: { child_count: live, updated_at: new Date() } });
+      await A.updateOne({ _id: parentId }, { $set: { child_count: live, updated_at: new Date() } });
     });
   }
 
   private async transition(stream: string, entry: StreamEntry, p: Transition): Promise<Outcome | undefined> {
     if (p.event === "terminate") {
-      const res = await this.terminate(p.zone_id, p.agent_session_id, p.reason ?? "requested", p.at);
+      const res = await this.terminate(p.zone_id, p.agent_session_id, p.reason ?? "requested", p.at, entry);
       if (res === "missing") await this.host.hold(`agent:${p.agent_session_id}`, stream, entry);
       return res === "other_zone" ? { dlq: "agent_session_in_other_zone" } : "ack";
     }
@@ -122,15 +146,16 @@ export class AgentIngest {
     const from = p.event === "suspend" ? "active" : "suspended";
     const to = p.event === "suspend" ? "suspended" : "active";
     const res = await this.move(p.agent_session_id, p.zone_id, entry.id, from, to, p.at);
-    if (res === "missing") {
+    if (res.result === "missing") {
       await this.host.hold(`agent:${p.agent_session_id}`, stream, entry);
       return "ack";
     }
-    if (res === "other_zone") return { dlq: "agent_session_in_other_zone" };
-    // A suspension reaches the active descendants (again after a redelivery: the walk may have been cut short).
-    if (p.event === "suspend" && res !== "stale") {
-      for (const d of await descendants<AgentSessionDoc>(A, p.zone_id, [p.agent_session_id])) {
-        if (d.status === "active") await this.move(d._id, p.zone_id, entry.id, "active", "suspended", p.at);
+    if (res.result === "other_zone") return { dlq: "agent_session_in_other_zone" };
+    // A suspension reaches the active descendants spawned before it (again after a redelivery: the walk may
+    // have been cut short). An agent without live children has no live descendants.
+    if (p.event === "suspend" && res.result !== "stale" && res.childCount > 0) {
+      for (const d of await descendants<AgentSessionDoc>(A, p.zone_id, [p.agent_session_id], { entry_id: 1 })) {
+        if (d.status === "active" && compareEntryIds(d.entry_id, entry.id) < 0) await this.move(d._id, p.zone_id, entry.id, "active", "suspended", p.at);
       }
     }
     return "ack";
@@ -140,47 +165,67 @@ export class AgentIngest {
    * Suspend or resume under the document's lock, in stream order: an entry older than the last one applied
    * (a redelivery, or two instances finishing out of order) changes nothing.
    */
-  private async move(id: string, zoneId: string, entryId: string, from: string, to: string, at: Date): Promise<"missing" | "other_zone" | "stale" | "noop" | "done"> {
+  private async move(id: string, zoneId: string, entryId: string, from: string, to: string, at: Date): Promise<{ result: "missing" | "other_zone" | "stale" | "noop" | "done"; childCount: number }> {
     const A = this.host.models.AgentSession;
     return this.host.locked(A, id, async () => {
-      const doc = await A.findById(id, { status: 1, zone_id: 1, transition_id: 1 }).lean();
-      if (!doc) return "missing" as const;
-      if (doc.zone_id !== zoneId) return "other_zone" as const;
-      if (compareEntryIds(entryId, doc.transition_id) <= 0) return "stale" as const;
-      if (doc.status !== from) {
-        await A.updateOne({ _id: id }, { $set: { transition_id: entryId } });
-        return "noop" as const;
-      }
-      await A.updateOne({ _id: id }, { $set: { status: to, transition_id: entryId, last_active_at: at, updated_at: new Date() } });
-      return "done" as const;
+      const doc = await A.findById(id, { status: 1, zone_id: 1, transition_id: 1, child_count: 1 }).lean();
+      if (!doc) return { result: "missing" as const, childCount: 0 };
+      if (doc.zone_id !== zoneId) return { result: "other_zone" as const, childCount: 0 };
+      if (compareEntryIds(entryId, doc.transition_id) <= 0) return { result: "stale" as const, childCount: doc.child_count };
+      const set: Record<string, unknown> = doc.status === from ? { status: to, transition_id: entryId, last_active_at: at, updated_at: new Date() } : { transition_id: entryId };
+      await A.updateOne({ _id: id }, { $set: set });
+      return { result: doc.status === from ? ("done" as const) : ("noop" as const), childCount: doc.child_count };
     });
   }
 
   /**
-   * Terminates an agent session and its live descendants (`parent_terminated`), then recounts its parent.
-   * Final: a terminate applies whatever came before it, and any number of times.
+   * Terminates an agent session and its live descendants spawned before `entry` (`parent_terminated`); its
+   * parent counts one child less. Final: a terminate applies whatever came before it, and any number of times.
+   * Without an entry (a DCR shutdown) every live descendant is terminated.
    */
-  async terminate(zoneId: string, id: string, reason: string, at: Date): Promise<"missing" | "other_zone" | "noop" | "done"> {
+  async terminate(zoneId: string, id: string, reason: string, at: Date, entry?: StreamEntry): Promise<"missing" | "other_zone" | "noop" | "done"> {
     const A = this.host.models.AgentSession;
     const res = await this.endOne(id, zoneId, reason, at);
     if (res.result === "missing" || res.result === "other_zone") return res.result;
-    for (const d of await descendants<AgentSessionDoc>(A, zoneId, [id])) {
-      if (d.status === "active" || d.status === "suspended") await this.endOne(d._id, zoneId, "parent_terminated", at);
+    if (res.parentId) {
+      if (res.result === "done") await this.bump(res.parentId, -1);
+      else if (!entry || entry.deliveries > 1) await this.recount(zoneId, res.parentId);
     }
-    if (res.parentId) await this.recount(zoneId, res.parentId);
+    // A redelivery walks again, whatever the count says: the first delivery may have died mid-walk.
+    const again = res.result === "noop" && (!entry || entry.deliveries > 1);
+    if (res.childCount > 0 || again) {
+      const all = await descendants<AgentSessionDoc>(A, zoneId, [id], { entry_id: 1 });
+      const ended = new Set([id]);
+      const spared = new Set<string>();
+      await eachLimited(all, 8, async (d) => {
+        if (d.status !== "active" && d.status !== "suspended") return;
+        if (entry && compareEntryIds(d.entry_id, entry.id) >= 0) {
+          spared.add(d.parent_id!);
+          return;
+        }
+        await this.endOne(d._id, zoneId, "parent_terminated", at);
+        ended.add(d._id);
+      });
+      // Children spawned after the terminate stay alive: their (terminated) parents count them.
+      await eachLimited([...spared].filter((p) => ended.has(p)), 8, (p) => this.recount(zoneId, p));
+    }
     return res.result;
   }
 
-  /** One agent session to terminated (no children left alive: its descendants follow). */
-  async endOne(id: string, zoneId: string, reason: string, at: Date): Promise<{ result: "missing" | "other_zone" | "noop" | "done"; parentId: string | null }> {
+  /** One agent session to terminated; its own count goes to 0 (its descendants follow it). */
+  async endOne(id: string, zoneId: string, reason: string, at: Date): Promise<EndResult> {
     const A = this.host.models.AgentSession;
-    return this.host.locked(A, id, async () => {
-      const doc = await A.findById(id, { status: 1, zone_id: 1, parent_id: 1 }).lean();
-      if (!doc) return { result: "missing" as const, parentId: null };
-      if (doc.zone_id !== zoneId) return { result: "other_zone" as const, parentId: null };
-      if (doc.status !== "active" && doc.status !== "suspended") return { result: "noop" as const, parentId: doc.parent_id };
-      await A.updateOne({ _id: id }, { $set: { status: "terminated", terminated_at: at, termination_reason: reason, child_count: 0, updated_at: new Date() } });
-      return { result: "done" as const, parentId: doc.parent_id };
+    return this.host.locked(A, id, async (): Promise<EndResult> => {
+      const before = await A.findOneAndUpdate(
+        { _id: id, zone_id: zoneId, status: { $in: ["active", "suspended"] } },
+        { $set: { status: "terminated", terminated_at: at, termination_reason: reason, child_count: 0, updated_at: new Date() } },
+        // FerretDB v1 takes no projection on findAndModify: the whole (small) document comes back.
+      ).lean();
+      if (before) return { result: "done", parentId: before.parent_id, childCount: before.child_count };
+      const doc = await A.findById(id, { zone_id: 1, parent_id: 1 }).lean();
+      if (!doc) return { result: "missing", parentId: null, childCount: 0 };
+      if (doc.zone_id !== zoneId) return { result: "other_zone", parentId: null, childCount: 0 };
+      return { result: "noop", parentId: doc.parent_id, childCount: 0 };
     });
   }
 }

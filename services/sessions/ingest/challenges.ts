@@ -2,8 +2,7 @@
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
 import { parseChallengeEntry, type ChallengeEntry } from "../entries";
 import type { ChallengeDoc } from "../models/challenge.model";
-import { eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
-import { inSegments } from "./sessions";
+import { creationsFirst, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
 
 type Created = Extract<ChallengeEntry, { event: "created" }>;
 type Later = Exclude<ChallengeEntry, Created>;
@@ -11,12 +10,15 @@ type Later = Exclude<ChallengeEntry, Created>;
 export async function ingestChallenges(host: IngestHost, stream: string, entries: StreamEntry[]): Promise<(Outcome | undefined)[]> {
   const outcomes: (Outcome | undefined)[] = new Array(entries.length).fill(undefined);
   const parsed = parseAll(entries, parseChallengeEntry, outcomes);
-  await inSegments(parsed, (p) => p.event === "created", (idx) => createChallenges(host, idx, entries, parsed as ChallengeEntry[], outcomes), async (idx) => {
-    const byChallenge = groupBy(idx, (i) => (parsed[i] as ChallengeEntry).challenge_id);
-    await eachLimited([...byChallenge.values()], 16, async (list) => {
-      for (const i of list) outcomes[i] = await challengeUpdate(host, stream, entries[i]!, parsed[i] as Later);
-    });
-  });
+  await creationsFirst(
+    parsed,
+    (p) => p.event === "created",
+    (idx) => createChallenges(host, idx, entries, parsed as ChallengeEntry[], outcomes),
+    (p) => p.challenge_id,
+    async (i) => {
+      outcomes[i] = await challengeUpdate(host, stream, entries[i]!, parsed[i] as Later);
+    },
+  );
   return outcomes;
 }
 

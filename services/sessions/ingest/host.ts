@@ -109,3 +109,23 @@ export const activeKeys = (host: Pick<IngestHost, "keyPrefix">, zoneId: string) 
   /** Set when the index holds every active session of the zone (first session, or a rebuild). */
   complete: `${host.keyPrefix}:active:{${zoneId}}:complete`,
 });
+
+/**
+ * A batch in two phases: every creation first (one bulk insert), then the transitions, in parallel across
+ * targets and in stream order for each target. Stream order between a creation and a transition of the
+ * same target is kept by this (creation first; one that came after its transition is what `hold` handles
+ * anyway); cascades compare entry ids, so a transition reaches only descendants created before it.
+ */
+export async function creationsFirst<T>(parsed: (T | null)[], isCreation: (p: T) => boolean, creations: (idx: number[]) => Promise<void>, targetOf: (p: T) => string, transition: (i: number) => Promise<void>): Promise<void> {
+  const make: number[] = [];
+  const rest: number[] = [];
+  parsed.forEach((p, i) => {
+    if (p === null || p === undefined) return;
+    (isCreation(p) ? make : rest).push(i);
+  });
+  if (make.length) await creations(make);
+  const byTarget = groupBy(rest, (i) => targetOf(parsed[i]!));
+  await eachLimited([...byTarget.values()], 16, async (list) => {
+    for (const i of list) await transition(i);
+  });
+}

@@ -1,43 +1,25 @@
 // Ingest of caracal.sessions.lifecycle: sessions created (in bulk), revoked (with their descendants), expired.
 import type { Model } from "mongoose";
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
-import { parseSessionEntry, type SessionEntry } from "../entries";
+import { compareEntryIds, parseSessionEntry, type SessionEntry } from "../entries";
 import type { SessionDoc } from "../models/session.model";
-import { activeKeys, eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
+import { activeKeys, creationsFirst, eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
 
 type Created = Extract<SessionEntry, { event: "created" }>;
 
 export async function ingestSessions(host: IngestHost, stream: string, entries: StreamEntry[]): Promise<(Outcome | undefined)[]> {
   const outcomes: (Outcome | undefined)[] = new Array(entries.length).fill(undefined);
   const parsed = parseAll(entries, parseSessionEntry, outcomes);
-  // Consecutive creations are inserted together; transitions run after the creations before them, in
-  // parallel across sessions and in stream order for one session.
-  await inSegments(parsed, (p) => p.event === "created", async (idx) => createSessions(host, idx.map((i) => parsed[i] as Created), idx, entries, outcomes), async (idx) => {
-    const bySession = groupBy(idx, (i) => (parsed[i] as SessionEntry).session_id);
-    await eachLimited([...bySession.values()], 16, async (list) => {
-      for (const i of list) outcomes[i] = await sessionTransition(host, stream, entries[i]!, parsed[i] as Exclude<SessionEntry, Created>);
-    });
-  });
+  await creationsFirst(
+    parsed,
+    (p) => p.event === "created",
+    (idx) => createSessions(host, idx.map((i) => parsed[i] as Created), idx, entries, outcomes),
+    (p) => p.session_id,
+    async (i) => {
+      outcomes[i] = await sessionTransition(host, stream, entries[i]!, parsed[i] as Exclude<SessionEntry, Created>);
+    },
+  );
   return outcomes;
-}
-
-/** Splits parsed entries into runs of creations and runs of the rest, and hands each run over in order. */
-export async function inSegments<T>(parsed: (T | null)[], isCreate: (p: T) => boolean, creates: (idx: number[]) => Promise<void>, others: (idx: number[]) => Promise<void>): Promise<void> {
-  let run: number[] = [];
-  let kind: boolean | null = null;
-  const flush = async () => {
-    if (run.length) await (kind ? creates(run) : others(run));
-    run = [];
-  };
-  for (let i = 0; i < parsed.length; i++) {
-    const p = parsed[i];
-    if (p === null || p === undefined) continue;
-    const k = isCreate(p);
-    if (k !== kind) await flush();
-    kind = k;
-    run.push(i);
-  }
-  await flush();
 }
 
 async function createSessions(host: IngestHost, list: Created[], idx: number[], entries: StreamEntry[], outcomes: (Outcome | undefined)[]): Promise<void> {
@@ -108,41 +90,46 @@ async function sessionTransition(host: IngestHost, stream: string, entry: Stream
     return "ack";
   }
   if (res === "other_zone") return { dlq: "session_in_other_zone" };
-  // The named session and its descendants (again after a redelivery: the cascade may have been cut short).
-  if (to === "revoked") await revokeDescendants(host, p.zone_id, [p.session_id], reason!, p.at);
+  // The named session and its descendants created before this entry (again after a redelivery: the
+  // cascade may have been cut short).
+  if (to === "revoked") await revokeDescendants(host, p.zone_id, [p.session_id], reason!, p.at, entry.id);
   return "ack";
 }
 
 /**
- * Moves one active session to revoked or expired under its lock. A reason already set is kept, as the
- * reference does. "missing" when it does not exist (yet); "noop" when it is not active any more.
+ * Moves one active session to revoked or expired under its lock, in one conditional write. A reason already
+ * set is kept, as the reference does (only a session no longer active has one). "missing" when it does not
+ * exist (yet); "noop" when it is not active any more.
  */
 export async function moveSession(host: IngestHost, id: string, zoneId: string, to: "revoked" | "expired", reason: string | null, at: Date): Promise<"missing" | "other_zone" | "noop" | "done"> {
   const S = host.models.Session;
   const res = await host.locked(S, id, async () => {
-    const doc = await S.findById(id, { status: 1, zone_id: 1, revoked_reason: 1 }).lean();
-    if (!doc) return "missing" as const;
-    if (doc.zone_id !== zoneId) return "other_zone" as const;
-    if (doc.status !== "active") return "noop" as const;
     const set: Record<string, unknown> = { status: to, updated_at: new Date() };
     if (to === "revoked") {
       set.revoked_at = at;
-      set.revoked_reason = doc.revoked_reason ?? reason ?? "session_revoked";
+      set.revoked_reason = reason ?? "session_revoked";
     }
-    await S.updateOne({ _id: id }, { $set: set });
-    return "done" as const;
+    const before = await S.findOneAndUpdate({ _id: id, zone_id: zoneId, status: "active" }, { $set: set }).lean(); // FerretDB v1 takes no projection here
+    if (before) return "done" as const;
+    const doc = await S.findById(id, { zone_id: 1 }).lean();
+    if (!doc) return "missing" as const;
+    return doc.zone_id !== zoneId ? ("other_zone" as const) : ("noop" as const);
   });
   if (res === "done") await host.redis.zrem(activeKeys(host, zoneId).active, id);
   return res;
 }
 
-/** Revokes the active descendants of these sessions (a breadth-first walk over parent_id). */
-export async function revokeDescendants(host: IngestHost, zoneId: string, roots: string[], reason: string, at: Date): Promise<string[]> {
+/** Revokes the active descendants of these sessions (created before `beforeEntry`, when given). */
+export async function revokeDescendants(host: IngestHost, zoneId: string, roots: string[], reason: string, at: Date, beforeEntry?: string): Promise<string[]> {
   const moved: string[] = [];
-  for (const d of await descendants(host.models.Session, zoneId, roots)) {
-    if (d.status !== "active") continue;
-    if ((await moveSession(host, d._id, zoneId, "revoked", reason, at)) === "done") moved.push(d._id);
-  }
+  const all = await descendants<SessionDoc>(host.models.Session, zoneId, roots, { entry_id: 1 });
+  await eachLimited(
+    all.filter((d) => d.status === "active" && (!beforeEntry || compareEntryIds(d.entry_id, beforeEntry) < 0)),
+    8,
+    async (d) => {
+      if ((await moveSession(host, d._id, zoneId, "revoked", reason, at)) === "done") moved.push(d._id);
+    },
+  );
   return moved;
 }
 
