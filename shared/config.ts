@@ -44,7 +44,7 @@ export interface Config {
    */
   streamsPrefix: string;
   /** Consumer-group readers (shared/streams/consumer.ts). */
-  streams: { batch: number; blockMs: number; claimIdleMs: number; maxDeliveries: number };
+  streams: { batch: number; concurrency: number; blockMs: number; claimIdleMs: number; maxDeliveries: number };
   /** How often the sessions reaper expires the sessions of archived zones. */
   sessionsReaperMs: number;
 }
@@ -139,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     streamsPrefix: env.STREAMS_PREFIX?.trim() ?? "",
     streams: {
       batch: int(env, "STREAM_BATCH", 100, 1),
+      concurrency: int(env, "STREAM_CONCURRENCY", 2, 1),
       blockMs: int(env, "STREAM_BLOCK_MS", 5000, 10),
       claimIdleMs: int(env, "STREAM_CLAIM_IDLE_MS", 30_000, 50),
       maxDeliveries: int(env, "STREAM_MAX_DELIVERIES", 8, 1),

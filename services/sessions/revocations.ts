@@ -29,8 +29,8 @@ export interface RevocationHost extends IngestHost {
   closedZones: Model<ClosedZoneDoc>;
   /** Publishes a chunk's entries now (or leaves them to the relay). */
   kick(effectId: string, entries: OutboxEntry[]): Promise<void>;
-  /** The zone is closed: forget cached gates (here and on the other instances) and wake the reaper. */
-  zoneClosed(zoneId: string): void;
+  /** The zone is closed: forget cached gates (here and on the other instances), zero its count, wake the reaper. */
+  zoneClosed(zoneId: string): Promise<void>;
 }
 
 /**
@@ -134,8 +134,11 @@ export class Revocations {
         const entries = items.flatMap(entriesOf);
         try {
           await E.create({ _id: id, zone_id: zoneId, cause, items, created_at: new Date(), ...withNewEvents(entries) });
-          doc = { items };
+          // Applied before the entries go out, so a reader of them (this service too) finds the final state.
+          // A crash in between loses nothing: the entries are in the chunk, which the relay's sweep publishes.
+          await this.apply(zoneId, items);
           await this.host.kick(id, entries);
+          continue;
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
           // Another instance decided this chunk first: apply its decision.
@@ -170,7 +173,7 @@ export class Revocations {
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
-    this.host.zoneClosed(zoneId);
+    await this.host.zoneClosed(zoneId);
     return "ack";
   }
 }

@@ -149,8 +149,11 @@ const SessionsService: ServiceSchema<{ reaperMs?: number }, Methods> = {
         releaseHeld: (targets) => svc.held.release(targets),
         hold: (target, stream, entry) => svc.held.hold(target, stream, entry),
         kick: (id: string, entries: OutboxEntry[]) => svc.outboxKick("Effect", id, entries),
-        zoneClosed: (zoneId: string) => {
+        zoneClosed: async (zoneId: string) => {
           svc.gateCache.set(zoneId, { gate: "zone_archived", until: Date.now() + ZONE_GATE_MS });
+          // Its sessions stop counting at once; the reaper's walk follows.
+          const keys = activeKeys(host, zoneId);
+          await host.redis.multi().del(keys.active).set(keys.complete, "1").exec();
           svc.broker.broadcast("sessions.zoneClosed", { zone_id: zoneId }, { groups: ["sessions"] });
           setImmediate(() => void svc.reap().catch(() => undefined));
         },
@@ -195,6 +198,10 @@ const SessionsService: ServiceSchema<{ reaperMs?: number }, Methods> = {
       const lock = await tryDocLock(redis, `${keys.active}:rebuild`, 10 * 60_000);
       if (!lock) return;
       try {
+        if (await (this.models as Models).ClosedZone.findById(zoneId, { _id: 1 }).lean()) {
+          await redis.set(keys.complete, "1");
+          return;
+        }
         const now = Date.now();
         for (const bucket of await this.listBuckets("Session", zoneId)) {
           const rows = await (this.models as Models).Session.find({ _bucket: bucket, status: "active" }, { expires_at: 1 }).lean();
@@ -234,7 +241,8 @@ const SessionsService: ServiceSchema<{ reaperMs?: number }, Methods> = {
     };
     const runtime = [SESSIONS_STREAM, AGENTS_STREAM, CHALLENGES_STREAM].map((name) => runtimeStream(name));
     this.consumers = [
-      ...runtime.map((stream) => new StreamConsumer({ ...common, stream, handle: (entries) => this.dispatch(stream, entries) })),
+      // Runtime entries may be handled out of order (held, ordered by entry id where it matters): batches overlap.
+      ...runtime.map((stream) => new StreamConsumer({ ...common, concurrency: cfg.streams.concurrency, stream, handle: (entries) => this.dispatch(stream, entries) })),
       // Only what comes after the group is made: the zone events before it concern sessions never ingested here.
       new StreamConsumer({
         ...common,

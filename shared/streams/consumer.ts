@@ -26,6 +26,7 @@
 // - DLQ entry fields: `reason`, `received_at` (unix ms), `stream`, `group`, `entry_id` (the Redis id),
 //   `deliveries`, and `src_<name>` for each original field; signed (`kid`, `_sig`) when `dlqKey` is given.
 //   The DLQ write and the XACK are one MULTI, so a parked entry is never lost nor left pending.
+// - `concurrency` > 1 lets several batches be handled at once (then out of stream order: see the option).
 // - At start the group is created (at `startId`, with MKSTREAM) and this consumer's own pending entries are
 //   handled first. Entries idle in any consumer of the group for `claimIdleMs` are claimed (XAUTOCLAIM), so
 //   an instance that died leaves nothing behind. `stop()` ends the blocking read, waits for the batch in hand
@@ -63,6 +64,12 @@ export interface ConsumerOptions {
   verify?: Verifier;
   /** Entries per read and per handler call (default 100). */
   batch?: number;
+  /**
+   * Batches handled at once (default 1: one after the other). Above 1 the next read starts while earlier
+   * batches are being stored, so entries can be handled out of stream order: the handler must cope (hold
+   * what comes before its target, order by entry id where order matters).
+   */
+  concurrency?: number;
   /** How long one read blocks waiting for new entries (default 5000 ms). */
   blockMs?: number;
   /** Entries pending this long in any consumer are claimed (default 30 000 ms). */
@@ -131,11 +138,13 @@ export class StreamConsumer {
   private nextClaimAt = 0;
   private nextTidyAt = 0;
   private readonly lastErrors = new Map<string, string>();
+  private readonly inflight = new Set<Promise<void>>();
   readonly stats: ConsumerStats = { delivered: 0, acked: 0, parked: 0, retried: 0, claimed: 0, lastError: null };
 
   constructor(options: ConsumerOptions) {
     this.o = {
       batch: 100,
+      concurrency: 1,
       blockMs: 5000,
       claimIdleMs: 30_000,
       maxDeliveries: 8,
@@ -204,7 +213,7 @@ export class StreamConsumer {
         const res = (await this.blocking!.xreadgroup("GROUP", this.o.group, this.o.consumer, "COUNT", this.o.batch, "BLOCK", block, "STREAMS", this.o.stream, ">")) as [string, [string, string[]][]][] | null;
         if (this.stopping && !res) break;
         const raw = res?.[0]?.[1] ?? [];
-        if (raw.length) await this.process(raw.map(([id, flat]) => ({ id, fields: fieldsOf(flat), deliveries: 1 })));
+        if (raw.length) await this.dispatch(raw.map(([id, flat]) => ({ id, fields: fieldsOf(flat), deliveries: 1 })));
       } catch (err) {
         if (this.stopping) break;
         const message = (err as Error).message;
@@ -214,6 +223,20 @@ export class StreamConsumer {
         await new Promise((r) => setTimeout(r, 500));
       }
     }
+    await Promise.all(this.inflight);
+  }
+
+  /** Handles a batch, with up to `concurrency` batches in flight (the next read starts meanwhile). */
+  private async dispatch(entries: StreamEntry[]): Promise<void> {
+    if (this.o.concurrency <= 1) return this.process(entries);
+    const p: Promise<void> = this.process(entries)
+      .catch((err) => {
+        this.stats.lastError = (err as Error).message;
+        this.o.logger?.warn({ err: (err as Error).message, stream: this.o.stream }, "stream batch failed; its entries stay pending and are retried");
+      })
+      .finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+    if (this.inflight.size >= this.o.concurrency) await Promise.race(this.inflight);
   }
 
   private async drainOwn(): Promise<void> {

@@ -149,6 +149,31 @@ describe("StreamConsumer", () => {
     await eventually(async () => ((await started[0]!.pending()) === 0 ? true : undefined));
   });
 
+  test("with concurrency 3, up to three batches are handled at once, every entry once, all acknowledged", async () => {
+    const stream = newStream();
+    let running = 0;
+    let most = 0;
+    const seen: string[] = [];
+    const c = consumer(
+      stream,
+      "a",
+      async (entries) => {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((r) => setTimeout(r, 30));
+        seen.push(...entries.map((e) => e.fields.n!));
+        running--;
+      },
+      { batch: 2, concurrency: 3 },
+    );
+    for (let i = 0; i < 30; i++) await add(stream, { n: String(i) });
+    await c.start();
+    await eventually(async () => (seen.length === 30 ? true : undefined), 10_000);
+    expect(seen.map(Number).sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(most).toBe(3);
+    await eventually(async () => ((await c.pending()) === 0 ? true : undefined));
+  });
+
   test("stop ends the blocking read promptly and the consumer can start again", async () => {
     const stream = newStream();
     const got: string[] = [];

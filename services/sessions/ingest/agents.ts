@@ -14,6 +14,20 @@ type Spawn = Extract<AgentEntry, { event: "spawn" }>;
 type Transition = Exclude<AgentEntry, Spawn>;
 type EndResult = { result: "missing" | "other_zone" | "noop" | "done"; parentId: string | null; childCount: number };
 
+/** child_count changes of one batch, written once per parent at its end. */
+interface Counts {
+  /** Per parent: its zone and the change. */
+  deltas: Map<string, { zone: string; n: number }>;
+  /** Parents to recount (zone by parent): an entry came again, so an increment may be missing or doubled. */
+  recounts: Map<string, string>;
+}
+
+function addDelta(counts: Counts, zoneId: string, parentId: string, n: number): void {
+  const d = counts.deltas.get(parentId) ?? { zone: zoneId, n: 0 };
+  d.n += n;
+  counts.deltas.set(parentId, d);
+}
+
 /** Depths of agents seen lately: a child's spawn needs its parent's depth, which never changes. */
 const DEPTH_CACHE_MAX = 200_000;
 
@@ -25,25 +39,36 @@ export class AgentIngest {
   async ingest(stream: string, entries: StreamEntry[]): Promise<(Outcome | undefined)[]> {
     const outcomes: (Outcome | undefined)[] = new Array(entries.length).fill(undefined);
     const parsed = parseAll(entries, parseAgentEntry, outcomes);
+    const counts: Counts = { deltas: new Map(), recounts: new Map() };
     await creationsFirst(
       parsed,
       (p) => p.event === "spawn",
-      (idx) => this.spawn(stream, idx, entries, parsed as AgentEntry[], outcomes),
+      (idx) => this.spawn(stream, idx, entries, parsed as AgentEntry[], outcomes, counts),
       (p) => p.agent_session_id,
       async (i) => {
-        outcomes[i] = await this.transition(stream, entries[i]!, parsed[i] as Transition);
+        outcomes[i] = await this.transition(stream, entries[i]!, parsed[i] as Transition, counts);
       },
     );
+    // Before the batch is acknowledged: a crash before this point delivers its entries again, and then the
+    // parents they name are recounted.
+    await this.writeCounts(counts);
     return outcomes;
   }
 
-  private async spawn(stream: string, idx: number[], entries: StreamEntry[], parsed: AgentEntry[], outcomes: (Outcome | undefined)[]): Promise<void> {
+  private async writeCounts(counts: Counts): Promise<void> {
+    const bumps = [...counts.deltas].filter(([p, d]) => d.n !== 0 && !counts.recounts.has(p));
+    await eachLimited(bumps, 8, ([parent, d]) => this.bump(d.zone, parent, d.n));
+    await eachLimited([...counts.recounts], 8, ([parent, zone]) => this.recount(zone, parent));
+  }
+
+  private async spawn(stream: string, idx: number[], entries: StreamEntry[], parsed: AgentEntry[], outcomes: (Outcome | undefined)[], counts: Counts): Promise<void> {
     const A = this.host.models.AgentSession;
     const list = idx.map((i) => ({ s: parsed[i] as Spawn, i }));
     const zoneGates = await gates(this.host, list.map((x) => x.s.zone_id));
     // Parents spawned earlier in this batch are known; the others are looked up (cache, then store).
     const inBatch = new Map<string, number>();
-    const lookups = [...new Set(list.map((x) => x.s.parent_id).filter((p): p is string => !!p && !this.depths.has(p)))];
+    const spawnedHere = new Set(list.map((x) => x.s.agent_session_id));
+    const lookups = [...new Set(list.map((x) => x.s.parent_id).filter((p): p is string => !!p && !this.depths.has(p) && !spawnedHere.has(p)))];
     const found = new Map<string, number>();
     await eachLimited(lookups, 16, async (id) => {
       const parent = await A.findById(id, { depth: 1 }).lean();
@@ -95,6 +120,7 @@ export class AgentIngest {
           metadata_json: s.metadata_json,
           transition_id: "0-0",
           entry_id: entries[i]!.id,
+          ended_entry: null,
           updated_at: now,
           ...listed[k]!,
         };
@@ -106,24 +132,21 @@ export class AgentIngest {
     for (const { s, depth } of accepted) this.depths.set(s.agent_session_id, depth);
     // New children count up their parent; a spawn seen before (maybe stored by a delivery that died before
     // counting) has its parent recounted instead.
-    const increments = new Map<string, { zone: string; n: number }>();
-    const recounts = new Map<string, string>();
     accepted.forEach(({ s }, k) => {
       if (!s.parent_id) return;
-      if (inserted.has(k)) {
-        const inc = increments.get(s.parent_id) ?? { zone: s.zone_id, n: 0 };
-        inc.n++;
-        increments.set(s.parent_id, inc);
-      } else recounts.set(s.parent_id, s.zone_id);
+      if (inserted.has(k)) addDelta(counts, s.zone_id, s.parent_id, 1);
+      else counts.recounts.set(s.parent_id, s.zone_id);
     });
-    await eachLimited([...increments], 8, ([parent, { n }]) => this.bump(parent, n));
-    await eachLimited([...recounts], 8, ([parent, zone]) => this.recount(zone, parent));
     await this.host.releaseHeld(accepted.map((a) => `agent:${a.s.agent_session_id}`));
   }
 
-  private async bump(parentId: string, n: number): Promise<void> {
+  /** Adds n to a live parent's count; a terminated parent (0, its children ended with it) is recounted instead. */
+  private async bump(zoneId: string, parentId: string, n: number): Promise<void> {
     const A = this.host.models.AgentSession;
-    await this.host.locked(A, parentId, () => A.updateOne({ _id: parentId }, { $inc: { child_count: n }, $set: { updated_at: new Date() } }));
+    const live = await this.host.locked(A, parentId, () =>
+      A.findOneAndUpdate({ _id: parentId, status: { $in: ["active", "suspended"] } }, { $inc: { child_count: n }, $set: { updated_at: new Date() } }).lean(),
+    );
+    if (!live) await this.recount(zoneId, parentId);
   }
 
   /** child_count from the children themselves, under the parent's lock (idempotent, unlike an increment). */
@@ -136,9 +159,9 @@ export class AgentIngest {
     });
   }
 
-  private async transition(stream: string, entry: StreamEntry, p: Transition): Promise<Outcome | undefined> {
+  private async transition(stream: string, entry: StreamEntry, p: Transition, counts: Counts): Promise<Outcome | undefined> {
     if (p.event === "terminate") {
-      const res = await this.terminate(p.zone_id, p.agent_session_id, p.reason ?? "requested", p.at, entry);
+      const res = await this.terminate(p.zone_id, p.agent_session_id, p.reason ?? "requested", p.at, entry, counts);
       if (res === "missing") await this.host.hold(`agent:${p.agent_session_id}`, stream, entry);
       return res === "other_zone" ? { dlq: "agent_session_in_other_zone" } : "ack";
     }
@@ -180,30 +203,30 @@ export class AgentIngest {
 
   /**
    * Terminates an agent session and its live descendants spawned before `entry` (`parent_terminated`); its
-   * parent counts one child less. Final: a terminate applies whatever came before it, and any number of times.
-   * Without an entry (a DCR shutdown) every live descendant is terminated.
+   * parent counts one child less (in `counts`). Final: a terminate applies whatever came before it, and any
+   * number of times.
    */
-  async terminate(zoneId: string, id: string, reason: string, at: Date, entry?: StreamEntry): Promise<"missing" | "other_zone" | "noop" | "done"> {
+  async terminate(zoneId: string, id: string, reason: string, at: Date, entry: StreamEntry, counts: Counts): Promise<"missing" | "other_zone" | "noop" | "done"> {
     const A = this.host.models.AgentSession;
-    const res = await this.endOne(id, zoneId, reason, at);
+    const res = await this.endOne(id, zoneId, reason, at, entry.id);
     if (res.result === "missing" || res.result === "other_zone") return res.result;
     if (res.parentId) {
-      if (res.result === "done") await this.bump(res.parentId, -1);
-      else if (!entry || entry.deliveries > 1) await this.recount(zoneId, res.parentId);
+      if (res.result === "done") addDelta(counts, zoneId, res.parentId, -1);
+      else if (entry.deliveries > 1) counts.recounts.set(res.parentId, zoneId);
     }
     // A redelivery walks again, whatever the count says: the first delivery may have died mid-walk.
-    const again = res.result === "noop" && (!entry || entry.deliveries > 1);
+    const again = res.result === "noop" && entry.deliveries > 1;
     if (res.childCount > 0 || again) {
       const all = await descendants<AgentSessionDoc>(A, zoneId, [id], { entry_id: 1 });
       const ended = new Set([id]);
       const spared = new Set<string>();
       await eachLimited(all, 8, async (d) => {
         if (d.status !== "active" && d.status !== "suspended") return;
-        if (entry && compareEntryIds(d.entry_id, entry.id) >= 0) {
+        if (compareEntryIds(d.entry_id, entry.id) >= 0) {
           spared.add(d.parent_id!);
           return;
         }
-        await this.endOne(d._id, zoneId, "parent_terminated", at);
+        await this.endOne(d._id, zoneId, "parent_terminated", at, entry.id);
         ended.add(d._id);
       });
       // Children spawned after the terminate stay alive: their (terminated) parents count them.
@@ -212,19 +235,21 @@ export class AgentIngest {
     return res.result;
   }
 
-  /** One agent session to terminated; its own count goes to 0 (its descendants follow it). */
-  async endOne(id: string, zoneId: string, reason: string, at: Date): Promise<EndResult> {
+  /**
+   * One agent session to terminated; its own count goes to 0 (its descendants follow it). Of two
+   * terminations handled out of order, the earlier in the stream gives the reason and time (see moveSession).
+   */
+  async endOne(id: string, zoneId: string, reason: string, at: Date, entryId: string | null = null): Promise<EndResult> {
     const A = this.host.models.AgentSession;
     return this.host.locked(A, id, async (): Promise<EndResult> => {
-      const before = await A.findOneAndUpdate(
-        { _id: id, zone_id: zoneId, status: { $in: ["active", "suspended"] } },
-        { $set: { status: "terminated", terminated_at: at, termination_reason: reason, child_count: 0, updated_at: new Date() } },
-        // FerretDB v1 takes no projection on findAndModify: the whole (small) document comes back.
-      ).lean();
+      const set = { status: "terminated", terminated_at: at, termination_reason: reason, ended_entry: entryId, updated_at: new Date() };
+      // FerretDB v1 takes no projection on findAndModify: the whole (small) document comes back.
+      const before = await A.findOneAndUpdate({ _id: id, zone_id: zoneId, status: { $in: ["active", "suspended"] } }, { $set: { ...set, child_count: 0 } }).lean();
       if (before) return { result: "done", parentId: before.parent_id, childCount: before.child_count };
-      const doc = await A.findById(id, { zone_id: 1, parent_id: 1 }).lean();
+      const doc = await A.findById(id, { zone_id: 1, parent_id: 1, status: 1, ended_entry: 1 }).lean();
       if (!doc) return { result: "missing", parentId: null, childCount: 0 };
       if (doc.zone_id !== zoneId) return { result: "other_zone", parentId: null, childCount: 0 };
+      if (doc.status === "terminated" && entryId && doc.ended_entry && compareEntryIds(entryId, doc.ended_entry) < 0) await A.updateOne({ _id: id }, { $set: set });
       return { result: "noop", parentId: doc.parent_id, childCount: 0 };
     });
   }

@@ -20,6 +20,8 @@ export class HeldEntries {
   private readonly reheld = new Set<string>();
   /** Targets whose entries are being applied here now (a hold for one of them is a re-hold). */
   private readonly releasing = new Set<string>();
+  /** Targets that got a new held entry while being released: their release reads again before it ends. */
+  private readonly rerun = new Set<string>();
 
   constructor(
     private readonly host: Omit<IngestHost, "hold" | "releaseHeld">,
@@ -34,13 +36,17 @@ export class HeldEntries {
 
   async hold(target: string, stream: string, entry: StreamEntry): Promise<void> {
     const id = `${stream}|${entry.id}`;
-    if (this.releasing.has(target)) this.reheld.add(id);
     try {
       await this.host.models.Held.collection.insertOne({ _id: id, target, stream, entry_id: entry.id, fields: entry.fields, held_at: new Date() } as any);
     } catch (err) {
       if ((err as { code?: number }).code !== 11000) throw err;
     }
     await this.host.redis.sadd(this.hintKey, target);
+    // Checked after the insert: a release of this target still running reads again before it ends.
+    if (this.releasing.has(target)) {
+      this.reheld.add(id);
+      this.rerun.add(target);
+    }
     this.host.logger.info({ target, stream, entry_id: entry.id }, "entry held until its target exists");
     // The target may have been created between our look and the hold (on another instance).
     if (!this.releasing.has(target) && (await this.exists(target))) await this.release([target]);
@@ -49,37 +55,46 @@ export class HeldEntries {
   async release(targets: string[]): Promise<void> {
     if (!targets.length) return;
     const hits = (await this.host.redis.smismember(this.hintKey, ...targets)) as number[];
-    const waiting = targets.filter((t, i) => hits[i] === 1 && !this.releasing.has(t));
+    const hit = targets.filter((_, i) => hits[i] === 1);
+    // One being released here already reads again before it ends.
+    for (const t of hit) if (this.releasing.has(t)) this.rerun.add(t);
+    const waiting = hit.filter((t) => !this.releasing.has(t));
     for (const target of waiting) await this.releaseOne(target);
   }
 
   private async releaseOne(target: string): Promise<void> {
     const Held = this.host.models.Held;
-    const held = (await Held.find({ target }).lean()).sort((a, b) => compareEntryIds(a.entry_id, b.entry_id));
     this.releasing.add(target);
     try {
-      for (const h of held) {
-        const entry: StreamEntry = { id: h.entry_id, fields: h.fields, deliveries: 1 };
-        this.reheld.delete(h._id);
-        let outcome: Outcome | undefined;
-        try {
-          [outcome] = await this.dispatch(h.stream, [entry]);
-        } catch (err) {
-          this.host.logger.warn({ err: (err as Error).message, target, entry_id: h.entry_id }, "applying a held entry failed; the sweep retries it");
-          continue;
-        }
-        if (outcome === "retry") continue;
-        if (outcome && outcome !== "ack") {
-          const fields = dlqFields(h.stream, this.group, entry, outcome.dlq);
-          await this.host.redis.xadd(`${h.stream}.dlq`, "MAXLEN", "~", 100_000, "*", ...toStreamArgs(fields));
-        }
-        if (!this.reheld.has(h._id)) await Held.deleteOne({ _id: h._id });
-        this.reheld.delete(h._id);
+      for (let round = 0; round < 100; round++) {
+        const held = (await Held.find({ target }).lean()).sort((a, b) => compareEntryIds(a.entry_id, b.entry_id));
+        for (const h of held) await this.applyOne(target, h);
+        // Nothing was held for it meanwhile (checked with no await before `releasing` is cleared).
+        if (!this.rerun.delete(target)) break;
       }
     } finally {
       this.releasing.delete(target);
     }
     if (!(await Held.findOne({ target }, { _id: 1 }).lean())) await this.host.redis.srem(this.hintKey, target);
+  }
+
+  private async applyOne(target: string, h: HeldDoc): Promise<void> {
+    const entry: StreamEntry = { id: h.entry_id, fields: h.fields, deliveries: 1 };
+    this.reheld.delete(h._id);
+    let outcome: Outcome | undefined;
+    try {
+      [outcome] = await this.dispatch(h.stream, [entry]);
+    } catch (err) {
+      this.host.logger.warn({ err: (err as Error).message, target, entry_id: h.entry_id }, "applying a held entry failed; the sweep retries it");
+      return;
+    }
+    if (outcome === "retry") return;
+    if (outcome && outcome !== "ack") {
+      const fields = dlqFields(h.stream, this.group, entry, outcome.dlq);
+      await this.host.redis.xadd(`${h.stream}.dlq`, "MAXLEN", "~", 100_000, "*", ...toStreamArgs(fields));
+    }
+    // Held again while it was applied (its target is still missing): the new hold is this same document.
+    if (!this.reheld.delete(h._id)) await this.host.models.Held.deleteOne({ _id: h._id });
   }
 
   private async exists(target: string): Promise<boolean> {

@@ -50,6 +50,7 @@ async function createSessions(host: IngestHost, list: Created[], idx: number[], 
         revoked_reason: null,
         claims_json: s.claims_json,
         entry_id: entries[i]!.id,
+        ended_entry: null,
         updated_at: now,
         ...listed[k]!,
       };
@@ -84,7 +85,7 @@ async function indexActive(host: IngestHost, docs: Record<string, unknown>[]): P
 async function sessionTransition(host: IngestHost, stream: string, entry: StreamEntry, p: Exclude<SessionEntry, Created>): Promise<Outcome | undefined> {
   const to = p.event === "revoked" ? "revoked" : "expired";
   const reason = p.event === "revoked" ? p.reason : null;
-  const res = await moveSession(host, p.session_id, p.zone_id, to, reason, p.at);
+  const res = await moveSession(host, p.session_id, p.zone_id, to, reason, p.at, entry.id);
   if (res === "missing") {
     await host.hold(`session:${p.session_id}`, stream, entry);
     return "ack";
@@ -97,37 +98,37 @@ async function sessionTransition(host: IngestHost, stream: string, entry: Stream
 }
 
 /**
- * Moves one active session to revoked or expired under its lock, in one conditional write. A reason already
- * set is kept, as the reference does (only a session no longer active has one). "missing" when it does not
- * exist (yet); "noop" when it is not active any more.
+ * Moves one active session to revoked or expired under its lock, in one conditional write. "missing" when it
+ * does not exist (yet); "noop" when it had ended already — unless this entry (`entryId`) comes earlier in the
+ * stream than the one that ended it: handled out of order (two instances, overlapping batches), the earlier
+ * ending then replaces the later one, so the outcome is the stream's order (the reference keeps the first
+ * reason). Endings by the control plane (no entry id) neither replace nor are replaced.
  */
-export async function moveSession(host: IngestHost, id: string, zoneId: string, to: "revoked" | "expired", reason: string | null, at: Date): Promise<"missing" | "other_zone" | "noop" | "done"> {
+export async function moveSession(host: IngestHost, id: string, zoneId: string, to: "revoked" | "expired", reason: string | null, at: Date, entryId: string | null = null): Promise<"missing" | "other_zone" | "noop" | "done"> {
   const S = host.models.Session;
+  const set: Record<string, unknown> = { status: to, updated_at: new Date(), ended_entry: entryId, revoked_at: to === "revoked" ? at : null, revoked_reason: to === "revoked" ? (reason ?? "session_revoked") : null };
   const res = await host.locked(S, id, async () => {
-    const set: Record<string, unknown> = { status: to, updated_at: new Date() };
-    if (to === "revoked") {
-      set.revoked_at = at;
-      set.revoked_reason = reason ?? "session_revoked";
-    }
     const before = await S.findOneAndUpdate({ _id: id, zone_id: zoneId, status: "active" }, { $set: set }).lean(); // FerretDB v1 takes no projection here
     if (before) return "done" as const;
-    const doc = await S.findById(id, { zone_id: 1 }).lean();
+    const doc = await S.findById(id, { zone_id: 1, ended_entry: 1 }).lean();
     if (!doc) return "missing" as const;
-    return doc.zone_id !== zoneId ? ("other_zone" as const) : ("noop" as const);
+    if (doc.zone_id !== zoneId) return "other_zone" as const;
+    if (entryId && doc.ended_entry && compareEntryIds(entryId, doc.ended_entry) < 0) await S.updateOne({ _id: id }, { $set: set });
+    return "noop" as const;
   });
   if (res === "done") await host.redis.zrem(activeKeys(host, zoneId).active, id);
   return res;
 }
 
 /** Revokes the active descendants of these sessions (created before `beforeEntry`, when given). */
-export async function revokeDescendants(host: IngestHost, zoneId: string, roots: string[], reason: string, at: Date, beforeEntry?: string): Promise<string[]> {
+export async function revokeDescendants(host: IngestHost, zoneId: string, roots: string[], reason: string, at: Date, beforeEntry: string | null = null): Promise<string[]> {
   const moved: string[] = [];
   const all = await descendants<SessionDoc>(host.models.Session, zoneId, roots, { entry_id: 1 });
   await eachLimited(
     all.filter((d) => d.status === "active" && (!beforeEntry || compareEntryIds(d.entry_id, beforeEntry) < 0)),
     8,
     async (d) => {
-      if ((await moveSession(host, d._id, zoneId, "revoked", reason, at)) === "done") moved.push(d._id);
+      if ((await moveSession(host, d._id, zoneId, "revoked", reason, at, beforeEntry)) === "done") moved.push(d._id);
     },
   );
   return moved;

@@ -25,6 +25,8 @@ export interface AgentSessionDoc {
   /** The newest suspend/resume entry applied: older ones (redelivered or reordered) are skipped. */
   transition_id: string;
   entry_id: string;
+  /** The stream entry that terminated it (null: the control plane did); the earlier one in the stream wins. */
+  ended_entry: string | null;
   updated_at: Date;
 }
 
@@ -49,16 +51,19 @@ export const agentSessionSchema = new Schema(
     metadata_json: { type: String, default: null },
     transition_id: { type: String, required: true },
     entry_id: { type: String, required: true },
+    ended_entry: { type: String, default: null },
     updated_at: { type: Date, required: true },
     ...listedFields,
   },
   { versionKey: false, _id: false },
 );
 
-// `labels` is an array: FerretDB still pushes `{labels: "x"}` down (jsonb containment of an element).
-addListIndexes(agentSessionSchema, ["status", "lifecycle", "application_id", "parent_id", "labels"]);
-agentSessionSchema.index({ zone_id: 1, parent_id: 1 });
-agentSessionSchema.index({ zone_id: 1, application_id: 1 });
+// As for sessions (see session.model.ts): the bucket index serves the lists, whose filters (`labels` too:
+// FerretDB pushes `{labels: "x"}` down as jsonb containment of an element) are checked on the bucket's rows;
+// children (tree walks, recounts) and an application's agents (DCR shutdown) have their own index.
+addListIndexes(agentSessionSchema);
+agentSessionSchema.index({ parent_id: 1 });
+agentSessionSchema.index({ application_id: 1 });
 
 const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
 
@@ -81,4 +86,4 @@ export const toPublicAgentSession = (a: AgentSessionDoc) => ({
   ttl_seconds: a.ttl_seconds,
 });
 
-export const AGENT_LIST_PROJECTION = { metadata_json: 0, entry_id: 0, transition_id: 0 } as const;
+export const AGENT_LIST_PROJECTION = { metadata_json: 0, entry_id: 0, transition_id: 0, ended_entry: 0 } as const;

@@ -18,6 +18,11 @@ export interface SessionDoc {
   claims_json: string | null;
   /** The stream entry that created it. */
   entry_id: string;
+  /**
+   * The stream entry that ended it (revoked or expired), null when the control plane did (a revocation flow,
+   * the reaper): of two endings handled out of order, the earlier in the stream wins.
+   */
+  ended_entry: string | null;
   updated_at: Date;
 }
 
@@ -36,17 +41,21 @@ export const sessionSchema = new Schema(
     revoked_reason: { type: String, default: null },
     claims_json: { type: String, default: null },
     entry_id: { type: String, required: true },
+    ended_entry: { type: String, default: null },
     updated_at: { type: Date, required: true },
     ...listedFields,
   },
   { versionKey: false, _id: false },
 );
 
-// Lists: one zone is one bucketed scope; every list filter is an equality pushed down with the bucket.
-addListIndexes(sessionSchema, ["status", "subject_id", "session_type", "parent_id"]);
-// The revocation flows: a subject's sessions, a session's children.
-sessionSchema.index({ zone_id: 1, subject_id: 1, status: 1 });
-sessionSchema.index({ zone_id: 1, parent_id: 1 });
+// Indexes, few on purpose: on FerretDB each declared field is a GIN index that every insert and every
+// update of a row maintains (an update rewrites the row), and with seven of them an update cost ~5x one
+// with three. A list page selects one bucket by its index; the filters ride along as equalities the store
+// checks on that bucket's rows (≤ 256) without an index of their own. Only the revocation flows' lookups
+// that are not bounded by a bucket get one: a subject's sessions and a session's children.
+addListIndexes(sessionSchema);
+sessionSchema.index({ subject_id: 1 });
+sessionSchema.index({ parent_id: 1 });
 
 const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);
 
@@ -68,4 +77,4 @@ export const toPublicSession = (s: SessionDoc) => ({
 export const SESSION_CSV_COLUMNS = ["id", "session_type", "subject_id", "parent_id", "status", "authenticated_at", "created_at", "expires_at", "revoked_at", "revoked_reason"] as const;
 
 /** Fields a list reads (claims never leave the store). */
-export const SESSION_LIST_PROJECTION = { claims_json: 0, entry_id: 0 } as const;
+export const SESSION_LIST_PROJECTION = { claims_json: 0, entry_id: 0, ended_entry: 0 } as const;
