@@ -40,7 +40,10 @@ export interface StreamEntry {
   /** The Redis entry id (`<ms>-<seq>`): the idempotency key. */
   id: string;
   fields: Record<string, string>;
-  /** How many times the group has delivered it (1 on first delivery). */
+  /**
+   * How many times it has been handed over: the group's delivery count, plus one when it is handed over again
+   * alone after its batch failed. Above 1, an earlier attempt may have applied part of it.
+   */
   deliveries: number;
 }
 
@@ -301,8 +304,10 @@ export class StreamConsumer {
       }
       if (outcomes) this.sort(valid, outcomes, ack, park);
       else if (valid.length > 1) {
-        // One at a time: the entries that succeed are acknowledged, the failing one stays pending.
-        for (const entry of valid) {
+        // One at a time: the entries that succeed are acknowledged, the failing one stays pending. Each may
+        // have been partly applied by the failed batch: it is handed over as delivered once more.
+        for (const original of valid) {
+          const entry = { ...original, deliveries: original.deliveries + 1 };
           try {
             this.sort([entry], (await this.o.handle([entry])) ?? ["ack"], ack, park);
           } catch (err) {

@@ -6,6 +6,7 @@ import type Redis from "ioredis";
 import { eventually, type Cluster } from "../helpers/cluster";
 import { sessionsCluster, emit, newZone, until, dropZoneEventsGroup, redis, entries } from "./helpers";
 import { newId } from "../../shared/ids";
+import { TEST_STREAMS_KEY } from "../helpers/cluster";
 
 let c: Cluster;
 let r: Redis;
@@ -121,6 +122,37 @@ describe("caracal.agents.lifecycle", () => {
     await emit("agent", "--zone", z, "--event", "resume", "--id", tree.root);
     rows = (await until(c, `/v1/zones/${z}/agent-sessions`, (b) => b.items.some((a: any) => a.status === "active"))).items;
     expect(rows.map((a: any) => [a.depth, a.status]).sort()).toEqual([[0, "active"], [1, "suspended"], [1, "suspended"]]);
+  });
+});
+
+describe("child_count under a burst", () => {
+  test("spawns, terminates and out-of-order children across overlapping batches: every count is its live children", async () => {
+    const z = await newZone(c);
+    const { Emitter } = await import("../../deploy/emit/emitter");
+    const { agentSpawn, agentTransition } = await import("../../deploy/emit/builders");
+    const emitter = new Emitter(r, { kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }, `${c.namespace}:`);
+    const ids: string[] = [];
+    const parentOf = new Map<string, string | null>();
+    const list = [];
+    for (let i = 0; i < 150; i++) {
+      const id = newId();
+      const parent = i % 3 === 0 || !ids.length ? null : ids[Math.floor((i * 7919) % ids.length)]!;
+      ids.push(id);
+      parentOf.set(id, parent);
+      list.push(agentSpawn({ zone: z, id, application: "app", parent }));
+      if (i % 5 === 4) list.push(agentTransition({ zone: z, id: ids[(i * 31) % ids.length]!, event: "terminate" }));
+    }
+    // Some children published before their parents, in small pieces so that batches overlap.
+    const shuffled = [...list.slice(40, 60), ...list.slice(0, 40), ...list.slice(60)];
+    for (let i = 0; i < shuffled.length; i += 7) await emitter.publish("caracal.agents.lifecycle", shuffled.slice(i, i + 7));
+    await until(c, `/v1/zones/${z}/agent-sessions?limit=1000`, (b) => b.items.length === 150, 20_000);
+    await settled("caracal.agents.lifecycle");
+    const rows = await agents(z);
+    const live = new Map<string, number>();
+    for (const a of rows) if (a.parent_id && a.status !== "terminated") live.set(a.parent_id, (live.get(a.parent_id) ?? 0) + 1);
+    const wrong = rows.filter((a) => a.child_count !== (a.status === "terminated" ? 0 : (live.get(a.id) ?? 0)) && !(a.status === "terminated" && live.get(a.id)));
+    expect(wrong.map((a) => [a.id, a.status, a.child_count, live.get(a.id) ?? 0])).toEqual([]);
+    for (const a of rows) expect(a.depth).toBe(a.parent_id ? rows.find((p) => p.id === a.parent_id)!.depth + 1 : 0);
   });
 });
 

@@ -1,9 +1,10 @@
 // Ingest of caracal.agents.lifecycle: spawns (in bulk, depth from the parent), suspend, resume, terminate.
 //
-// child_count is the number of an agent's children that are not terminated. It moves by increments under
-// the parent's lock when a spawn is actually inserted or an agent actually terminated (each happens once per
-// agent, decided under a lock), and it is recounted from the children themselves whenever an entry comes
-// again (a duplicate spawn, a terminate redelivered): a crash between the two writes cannot leave it wrong.
+// child_count is the number of an agent's children that are not terminated. It is recounted from the
+// children themselves, under the parent's lock, after every batch that spawned or terminated one of its
+// children: each change is followed by a count that sees it, so the last count is right whatever the order
+// of batches, instances, redeliveries or crashes (increments were measured cheaper, but a count racing an
+// increment left a parent one off now and then).
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
 import { compareEntryIds, parseAgentEntry, type AgentEntry } from "../entries";
 import type { AgentSessionDoc } from "../models/agent-session.model";
@@ -14,18 +15,9 @@ type Spawn = Extract<AgentEntry, { event: "spawn" }>;
 type Transition = Exclude<AgentEntry, Spawn>;
 type EndResult = { result: "missing" | "other_zone" | "noop" | "done"; parentId: string | null; childCount: number };
 
-/** child_count changes of one batch, written once per parent at its end. */
+/** Parents whose children changed in this batch (zone by parent): recounted once each at its end. */
 interface Counts {
-  /** Per parent: its zone and the change. */
-  deltas: Map<string, { zone: string; n: number }>;
-  /** Parents to recount (zone by parent): an entry came again, so an increment may be missing or doubled. */
   recounts: Map<string, string>;
-}
-
-function addDelta(counts: Counts, zoneId: string, parentId: string, n: number): void {
-  const d = counts.deltas.get(parentId) ?? { zone: zoneId, n: 0 };
-  d.n += n;
-  counts.deltas.set(parentId, d);
 }
 
 /** Depths of agents seen lately: a child's spawn needs its parent's depth, which never changes. */
@@ -39,7 +31,7 @@ export class AgentIngest {
   async ingest(stream: string, entries: StreamEntry[]): Promise<(Outcome | undefined)[]> {
     const outcomes: (Outcome | undefined)[] = new Array(entries.length).fill(undefined);
     const parsed = parseAll(entries, parseAgentEntry, outcomes);
-    const counts: Counts = { deltas: new Map(), recounts: new Map() };
+    const counts: Counts = { recounts: new Map() };
     await creationsFirst(
       parsed,
       (p) => p.event === "spawn",
@@ -50,15 +42,9 @@ export class AgentIngest {
       },
     );
     // Before the batch is acknowledged: a crash before this point delivers its entries again, and then the
-    // parents they name are recounted.
-    await this.writeCounts(counts);
-    return outcomes;
-  }
-
-  private async writeCounts(counts: Counts): Promise<void> {
-    const bumps = [...counts.deltas].filter(([p, d]) => d.n !== 0 && !counts.recounts.has(p));
-    await eachLimited(bumps, 8, ([parent, d]) => this.bump(d.zone, parent, d.n));
+    // parents they name are counted.
     await eachLimited([...counts.recounts], 8, ([parent, zone]) => this.recount(zone, parent));
+    return outcomes;
   }
 
   private async spawn(stream: string, idx: number[], entries: StreamEntry[], parsed: AgentEntry[], outcomes: (Outcome | undefined)[], counts: Counts): Promise<void> {
@@ -127,26 +113,13 @@ export class AgentIngest {
         docs.push(doc);
       });
     }
-    const inserted = await insertNew(A, docs);
+    await insertNew(A, docs);
     if (this.depths.size > DEPTH_CACHE_MAX) this.depths.clear();
     for (const { s, depth } of accepted) this.depths.set(s.agent_session_id, depth);
-    // New children count up their parent; a spawn seen before (maybe stored by a delivery that died before
-    // counting) has its parent recounted instead.
-    accepted.forEach(({ s }, k) => {
-      if (!s.parent_id) return;
-      if (inserted.has(k)) addDelta(counts, s.zone_id, s.parent_id, 1);
-      else counts.recounts.set(s.parent_id, s.zone_id);
-    });
+    // Their parents are counted at the end of the batch (also for a spawn stored before, by a delivery that
+    // may have died before counting).
+    for (const { s } of accepted) if (s.parent_id) counts.recounts.set(s.parent_id, s.zone_id);
     await this.host.releaseHeld(accepted.map((a) => `agent:${a.s.agent_session_id}`));
-  }
-
-  /** Adds n to a live parent's count; a terminated parent (0, its children ended with it) is recounted instead. */
-  private async bump(zoneId: string, parentId: string, n: number): Promise<void> {
-    const A = this.host.models.AgentSession;
-    const live = await this.host.locked(A, parentId, () =>
-      A.findOneAndUpdate({ _id: parentId, status: { $in: ["active", "suspended"] } }, { $inc: { child_count: n }, $set: { updated_at: new Date() } }).lean(),
-    );
-    if (!live) await this.recount(zoneId, parentId);
   }
 
   /** child_count from the children themselves, under the parent's lock (idempotent, unlike an increment). */
@@ -155,7 +128,7 @@ export class AgentIngest {
     await this.host.locked(A, parentId, async () => {
       const children = await A.find({ zone_id: zoneId, parent_id: parentId }, { status: 1 }).lean();
       const live = children.filter((c) => c.status !== "terminated").length;
-      await A.updateOne({ _id: parentId }, { $set: { child_count: live, updated_at: new Date() } });
+      await A.updateOne({ _id: parentId }, { $set: { child_count: live } });
     });
   }
 
@@ -203,17 +176,14 @@ export class AgentIngest {
 
   /**
    * Terminates an agent session and its live descendants spawned before `entry` (`parent_terminated`); its
-   * parent counts one child less (in `counts`). Final: a terminate applies whatever came before it, and any
+   * parent is counted at the end of the batch. Final: a terminate applies whatever came before it, and any
    * number of times.
    */
   async terminate(zoneId: string, id: string, reason: string, at: Date, entry: StreamEntry, counts: Counts): Promise<"missing" | "other_zone" | "noop" | "done"> {
     const A = this.host.models.AgentSession;
     const res = await this.endOne(id, zoneId, reason, at, entry.id);
     if (res.result === "missing" || res.result === "other_zone") return res.result;
-    if (res.parentId) {
-      if (res.result === "done") addDelta(counts, zoneId, res.parentId, -1);
-      else if (entry.deliveries > 1) counts.recounts.set(res.parentId, zoneId);
-    }
+    if (res.parentId && (res.result === "done" || entry.deliveries > 1)) counts.recounts.set(res.parentId, zoneId);
     // A redelivery walks again, whatever the count says: the first delivery may have died mid-walk.
     const again = res.result === "noop" && entry.deliveries > 1;
     if (res.childCount > 0 || again) {
@@ -230,7 +200,7 @@ export class AgentIngest {
         ended.add(d._id);
       });
       // Children spawned after the terminate stay alive: their (terminated) parents count them.
-      await eachLimited([...spared].filter((p) => ended.has(p)), 8, (p) => this.recount(zoneId, p));
+      for (const p of spared) if (ended.has(p)) counts.recounts.set(p, zoneId);
     }
     return res.result;
   }
