@@ -1,10 +1,11 @@
 // `node --import tsx bench/sessions.ts`: runtime ingest throughput (1 and 2 sessions processes) and the
 // agent-sessions list (page 1 and a deep page, with and without a filter) over 100,000 and 1,000,000 rows.
 //
-// Ingest: a backlog of BENCH_INGEST_ENTRIES (20,000) signed entries — 40 % sessions created, 40 % spawns (half
-// children of earlier spawns), 10 % terminations, 5 % revocations, 5 % challenges — is published while N
-// sessions processes (separate Node processes, `deploy/local/service.ts sessions`) read it; entries/s is the
-// backlog over the time until every entry is acknowledged, i.e. stored.
+// Ingest: a backlog of BENCH_INGEST_ENTRIES (20,000) signed entries — 50 % sessions created, 25 % spawns (a
+// third children of recent roots), 15 % terminations, 5 % revocations, 5 % challenges; BENCH_INGEST_MIX=sessions
+// for creations only — is published while N sessions processes (separate Node processes,
+// `deploy/local/service.ts sessions`) read it; entries/s is the backlog over the time until every entry is
+// acknowledged, i.e. stored.
 // Lists: rows are seeded in one zone through listFields + insertMany (BENCH_SEED_BATCH, 2,000), as the
 // ingest path stores them. Each figure is BENCH_SAMPLES (20) sequential HTTP requests: "warm" as they come
 // (closed buckets from the service's row cache), "cold" with the list's update version bumped before each
@@ -41,28 +42,35 @@ async function newZone(c: Cluster): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
-/** The mixed backlog, in a producer's order (parents before children, creations before their ends). */
+/**
+ * The mixed backlog, in a producer's order: per 20 entries, 10 sessions created, 5 agent spawns (3 roots, 2
+ * children of a recent root: shallow trees, as agents delegate), 3 agent terminations (of earlier spawns), 1
+ * session revoked, 1 challenge created.
+ */
 function backlog(zone: string, n: number): [string, FlatFields][] {
-  const out: [string, FlatFields][] = [];
   // BENCH_INGEST_MIX=sessions|roots isolates one kind (to see where the time goes).
   if (MIX === "sessions") return Array.from({ length: n }, (_, i) => [SESSIONS_STREAM, sessionCreated({ zone, subject: `user-${i % 500}` })]);
   if (MIX === "roots") return Array.from({ length: n }, (_, i) => [AGENTS_STREAM, agentSpawn({ zone, application: "app", labels: [`l${i % 10}`] })]);
+  const out: [string, FlatFields][] = [];
   const sessions: string[] = [];
+  const roots: string[] = [];
   const agents: string[] = [];
   const app = newId();
   for (let i = 0; i < n; i++) {
     const k = i % 20;
-    if (k < 8) {
+    if (k < 10) {
       const id = newId();
       sessions.push(id);
       out.push([SESSIONS_STREAM, sessionCreated({ zone, id, subject: `user-${i % 500}` })]);
-    } else if (k < 16) {
+    } else if (k < 15) {
       const id = newId();
-      const parent = k >= 12 && agents.length ? agents[agents.length - 1 - (i % Math.min(agents.length, 50))]! : null;
+      const parent = k >= 13 && roots.length ? roots[roots.length - 1 - (i % Math.min(roots.length, 20))]! : null;
+      if (!parent) roots.push(id);
       agents.push(id);
       out.push([AGENTS_STREAM, agentSpawn({ zone, id, application: app, parent, labels: [`l${i % 10}`] })]);
     } else if (k < 18) {
-      out.push([AGENTS_STREAM, agentTransition({ zone, id: agents[(i * 7) % agents.length]!, event: "terminate" })]);
+      // Terminations trail the spawns by a few hundred entries, as tasks end.
+      out.push([AGENTS_STREAM, agentTransition({ zone, id: agents[Math.max(0, agents.length - 100 - ((i * 7) % 100))]!, event: "terminate" })]);
     } else if (k < 19) {
       out.push([SESSIONS_STREAM, sessionEnded({ zone, id: sessions[(i * 13) % sessions.length]!, event: "revoked", reason: "logout" })]);
     } else {
@@ -105,7 +113,7 @@ async function drained(redis: Redis, streams: string[], group: string): Promise<
 
 async function ingestRun(c: Cluster, instances: number): Promise<number> {
   const prefix = `${c.namespace}-run${instances}-${newId().slice(-6)}:`;
-  const env = { STREAMS_PREFIX: prefix, STREAMS_HMAC_KEY: KEY_HEX, LOG_LEVEL: "error", STREAM_BATCH: "200" };
+  const env = { STREAMS_PREFIX: prefix, STREAMS_HMAC_KEY: KEY_HEX, LOG_LEVEL: "error", STREAM_BATCH: process.env.STREAM_BATCH ?? "200" };
   const children = Array.from({ length: instances }, () => startSessionsProcess(c, env));
   const redis = new Redis("redis://127.0.0.1:6379");
   try {
@@ -132,6 +140,19 @@ async function ingestRun(c: Cluster, instances: number): Promise<number> {
     await drained(redis, streams, `${c.namespace}.sessions`);
     const seconds = (performance.now() - t0) / 1000;
     const stats = await c.brokers.gateway!.call<any, any>("sessions.ingestStats", {});
+    if (process.env.BENCH_DEBUG_HELD && stats.held) {
+      const mongoose = (await import("mongoose")).default;
+      const conn = await mongoose.createConnection(c.mongoUrl).asPromise();
+      const held = await conn.db!.collection("sessions_held_entries").find({}).limit(5).toArray();
+      for (const h of held) {
+        const [kind, id] = String(h.target).split(":");
+        const coll = kind === "agent" ? "agent_sessions" : kind === "session" ? "sessions" : "step_up_challenges";
+        console.log("held", h._id, h.target, h.fields.event, "target exists:", !!(await conn.db!.collection(coll).findOne({ _id: id as any })));
+      }
+      await new Promise((r) => setTimeout(r, 7000));
+      console.log("held after 7 s:", await conn.db!.collection("sessions_held_entries").countDocuments({}));
+      await conn.close();
+    }
     let parked = 0;
     for (const s of streams) parked += await redis.xlen(`${s}.dlq`);
     const rate = Math.round(INGEST_ENTRIES / seconds);

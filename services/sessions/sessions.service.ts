@@ -27,7 +27,8 @@ import { challengeActions } from "./challenges.actions";
 /** How long a zone's gate (open, archived) is remembered; an unknown zone is asked again sooner. */
 const ZONE_GATE_MS = 30_000;
 const UNKNOWN_ZONE_MS = 5_000;
-const HELD_SWEEP_MS = 30_000;
+/** Held entries whose target exists by now are applied at least this often (a full read of a small collection). */
+const HELD_SWEEP_MS = 5_000;
 
 interface Models {
   Session: Model<SessionDoc>;

@@ -8,7 +8,7 @@
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
 import { compareEntryIds, parseAgentEntry, type AgentEntry } from "../entries";
 import type { AgentSessionDoc } from "../models/agent-session.model";
-import { creationsFirst, eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
+import { MISSING_GRACE_MS, creationsFirst, eachLimited, gates, groupBy, insertNew, parseAll, sleep, type IngestHost } from "./host";
 import { descendants } from "./sessions";
 
 type Spawn = Extract<AgentEntry, { event: "spawn" }>;
@@ -56,10 +56,17 @@ export class AgentIngest {
     const spawnedHere = new Set(list.map((x) => x.s.agent_session_id));
     const lookups = [...new Set(list.map((x) => x.s.parent_id).filter((p): p is string => !!p && !this.depths.has(p) && !spawnedHere.has(p)))];
     const found = new Map<string, number>();
-    await eachLimited(lookups, 16, async (id) => {
-      const parent = await A.findById(id, { depth: 1 }).lean();
-      if (parent) found.set(id, parent.depth);
-    });
+    const look = (ids: string[]) =>
+      eachLimited(ids, 16, async (id) => {
+        const parent = await A.findById(id, { depth: 1 }).lean();
+        if (parent) found.set(id, parent.depth);
+      });
+    await look(lookups);
+    const missing = lookups.filter((id) => !found.has(id));
+    if (missing.length) {
+      await sleep(MISSING_GRACE_MS);
+      await look(missing);
+    }
     const accepted: { s: Spawn; i: number; depth: number }[] = [];
     for (const { s, i } of list) {
       const gate = zoneGates.get(s.zone_id);
@@ -134,14 +141,18 @@ export class AgentIngest {
 
   private async transition(stream: string, entry: StreamEntry, p: Transition, counts: Counts): Promise<Outcome | undefined> {
     if (p.event === "terminate") {
-      const res = await this.terminate(p.zone_id, p.agent_session_id, p.reason ?? "requested", p.at, entry, counts);
+      const end = () => this.terminate(p.zone_id, p.agent_session_id, p.reason ?? "requested", p.at, entry, counts);
+      let res = await end();
+      if (res === "missing") res = await sleep(MISSING_GRACE_MS).then(end);
       if (res === "missing") await this.host.hold(`agent:${p.agent_session_id}`, stream, entry);
       return res === "other_zone" ? { dlq: "agent_session_in_other_zone" } : "ack";
     }
     const A = this.host.models.AgentSession;
     const from = p.event === "suspend" ? "active" : "suspended";
     const to = p.event === "suspend" ? "suspended" : "active";
-    const res = await this.move(p.agent_session_id, p.zone_id, entry.id, from, to, p.at);
+    const go = () => this.move(p.agent_session_id, p.zone_id, entry.id, from, to, p.at);
+    let res = await go();
+    if (res.result === "missing") res = await sleep(MISSING_GRACE_MS).then(go);
     if (res.result === "missing") {
       await this.host.hold(`agent:${p.agent_session_id}`, stream, entry);
       return "ack";

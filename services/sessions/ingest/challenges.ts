@@ -2,7 +2,7 @@
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
 import { parseChallengeEntry, type ChallengeEntry } from "../entries";
 import type { ChallengeDoc } from "../models/challenge.model";
-import { creationsFirst, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
+import { MISSING_GRACE_MS, creationsFirst, gates, groupBy, insertNew, parseAll, sleep, type IngestHost } from "./host";
 
 type Created = Extract<ChallengeEntry, { event: "created" }>;
 type Later = Exclude<ChallengeEntry, Created>;
@@ -61,7 +61,7 @@ async function createChallenges(host: IngestHost, idx: number[], entries: Stream
 /** Consumed or satisfied (by the runtime): set once, under the document's lock; later deliveries change nothing. */
 async function challengeUpdate(host: IngestHost, stream: string, entry: StreamEntry, p: Later): Promise<Outcome | undefined> {
   const C = host.models.Challenge;
-  const res = await host.locked(C, p.challenge_id, async () => {
+  const go = () => host.locked(C, p.challenge_id, async () => {
     const doc = await C.findById(p.challenge_id, { zone_id: 1, consumed_at: 1, satisfied_at: 1 }).lean();
     if (!doc) return "missing";
     if (doc.zone_id !== p.zone_id) return "other_zone";
@@ -69,6 +69,8 @@ async function challengeUpdate(host: IngestHost, stream: string, entry: StreamEn
     if (p.event === "satisfied" && !doc.satisfied_at) await C.updateOne({ _id: p.challenge_id }, { $set: { satisfied_at: p.at, approver_subject_id: p.approver_subject_id } });
     return "ok";
   });
+  let res = await go();
+  if (res === "missing") res = await sleep(MISSING_GRACE_MS).then(go);
   if (res === "missing") await host.hold(`challenge:${p.challenge_id}`, stream, entry);
   return res === "other_zone" ? { dlq: "challenge_in_other_zone" } : "ack";
 }

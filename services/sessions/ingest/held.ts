@@ -2,9 +2,9 @@
 //
 // The held document is the durable copy (the stream entry is acknowledged once it is stored); a Redis set
 // of targets with held entries is only a hint, so that every creation asks "anything waiting for me?" in one
-// round trip. A sweep (at start and every HELD_SWEEP_MS) rebuilds the hint from the documents and applies
-// whatever waits for a target that exists by now, which also covers the race where a hold and the target's
-// creation pass each other on two instances.
+// round trip. A sweep (at start and every few seconds) rebuilds the hint from the documents and applies
+// whatever waits for a target that exists by now: the hint can miss (a release on another instance removes
+// it while a new hold adds it), the documents cannot.
 import type { Model } from "mongoose";
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
 import { dlqFields } from "../../../shared/streams/consumer";
@@ -48,8 +48,9 @@ export class HeldEntries {
       this.rerun.add(target);
     }
     this.host.logger.info({ target, stream, entry_id: entry.id }, "entry held until its target exists");
-    // The target may have been created between our look and the hold (on another instance).
-    if (!this.releasing.has(target) && (await this.exists(target))) await this.release([target]);
+    // The target may have been created between our look and the hold (on another instance, whose look at the
+    // hint may have come before our SADD, or after a release there removed it): released here, not via the hint.
+    if (!this.releasing.has(target) && (await this.exists(target))) await this.releaseOne(target);
   }
 
   async release(targets: string[]): Promise<void> {

@@ -82,6 +82,14 @@ export async function gates(host: IngestHost, zoneIds: string[]): Promise<Map<st
   return new Map(unique.map((z, i) => [z, results[i]!]));
 }
 
+/**
+ * How long an entry whose target is missing waits before it is held: with several instances (or overlapping
+ * batches) the target is often in a batch being stored right now, and holding costs several writes.
+ */
+export const MISSING_GRACE_MS = 150;
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** Runs `work` over items with at most `n` at a time. */
 export async function eachLimited<T>(items: T[], n: number, work: (item: T) => Promise<void>): Promise<void> {
   const queue = [...items];

@@ -3,7 +3,7 @@ import type { Model } from "mongoose";
 import type { Outcome, StreamEntry } from "../../../shared/streams/consumer";
 import { compareEntryIds, parseSessionEntry, type SessionEntry } from "../entries";
 import type { SessionDoc } from "../models/session.model";
-import { activeKeys, creationsFirst, eachLimited, gates, groupBy, insertNew, parseAll, type IngestHost } from "./host";
+import { MISSING_GRACE_MS, activeKeys, creationsFirst, eachLimited, gates, groupBy, insertNew, parseAll, sleep, type IngestHost } from "./host";
 
 type Created = Extract<SessionEntry, { event: "created" }>;
 
@@ -85,7 +85,9 @@ async function indexActive(host: IngestHost, docs: Record<string, unknown>[]): P
 async function sessionTransition(host: IngestHost, stream: string, entry: StreamEntry, p: Exclude<SessionEntry, Created>): Promise<Outcome | undefined> {
   const to = p.event === "revoked" ? "revoked" : "expired";
   const reason = p.event === "revoked" ? p.reason : null;
-  const res = await moveSession(host, p.session_id, p.zone_id, to, reason, p.at, entry.id);
+  const go = () => moveSession(host, p.session_id, p.zone_id, to, reason, p.at, entry.id);
+  let res = await go();
+  if (res === "missing") res = await sleep(MISSING_GRACE_MS).then(go);
   if (res === "missing") {
     await host.hold(`session:${p.session_id}`, stream, entry);
     return "ack";
