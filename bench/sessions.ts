@@ -140,19 +140,6 @@ async function ingestRun(c: Cluster, instances: number): Promise<number> {
     await drained(redis, streams, `${c.namespace}.sessions`);
     const seconds = (performance.now() - t0) / 1000;
     const stats = await c.brokers.gateway!.call<any, any>("sessions.ingestStats", {});
-    if (process.env.BENCH_DEBUG_HELD && stats.held) {
-      const mongoose = (await import("mongoose")).default;
-      const conn = await mongoose.createConnection(c.mongoUrl).asPromise();
-      const held = await conn.db!.collection("sessions_held_entries").find({}).limit(5).toArray();
-      for (const h of held) {
-        const [kind, id] = String(h.target).split(":");
-        const coll = kind === "agent" ? "agent_sessions" : kind === "session" ? "sessions" : "step_up_challenges";
-        console.log("held", h._id, h.target, h.fields.event, "target exists:", !!(await conn.db!.collection(coll).findOne({ _id: id as any })));
-      }
-      await new Promise((r) => setTimeout(r, 7000));
-      console.log("held after 7 s:", await conn.db!.collection("sessions_held_entries").countDocuments({}));
-      await conn.close();
-    }
     let parked = 0;
     for (const s of streams) parked += await redis.xlen(`${s}.dlq`);
     const rate = Math.round(INGEST_ENTRIES / seconds);
@@ -251,6 +238,27 @@ async function listBench(c: Cluster): Promise<void> {
           `deep page (row ${deep} from the top) warm p50 ${wd.p50} p99 ${wd.p99} ms, cold p50 ${cd.p50} p99 ${cd.p99} ms`,
       );
     }
+    // Where a cold page's time goes: one bucket read straight from the store, and the action without HTTP.
+    const bucketAt = (k: number) => `${zone}:${Math.floor(k / 256)}`;
+    const rawBucket: number[] = [];
+    const rawFiltered: number[] = [];
+    const action: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const b = bucketAt(Math.floor(Math.random() * seeded));
+      let t = performance.now();
+      const rows = await A.find({ _bucket: b }, { metadata_json: 0 }).lean();
+      rawBucket.push(performance.now() - t);
+      t = performance.now();
+      await A.find({ _bucket: b, status: "active", lifecycle: "service" }, { metadata_json: 0 }).lean();
+      rawFiltered.push(performance.now() - t);
+      if (rows.length !== 256) throw new Error(`bucket ${b} has ${rows.length} rows`);
+      await svc.listUpdated("AgentSession");
+      t = performance.now();
+      await c.brokers.gateway!.call("sessions.listAgentSessions", { params: { zoneId: zone }, query: { limit: String(LIMIT), cursor: cursorAt(deep, {}, 1) } });
+      action.push(performance.now() - t);
+    }
+    const [rb, rf, ac] = [percentiles(rawBucket), percentiles(rawFiltered), percentiles(action)];
+    console.log(`  over ${size}: one bucket (256 rows) from the store p50 ${rb.p50} p99 ${rb.p99} ms; with the two filters p50 ${rf.p50} p99 ${rf.p99} ms; the deep page through the broker, cold, p50 ${ac.p50} p99 ${ac.p99} ms`);
   }
 }
 
