@@ -113,7 +113,7 @@ async function drained(redis: Redis, streams: string[], group: string): Promise<
 
 async function ingestRun(c: Cluster, instances: number): Promise<number> {
   const prefix = `${c.namespace}-run${instances}-${newId().slice(-6)}:`;
-  const env = { STREAMS_PREFIX: prefix, STREAMS_HMAC_KEY: KEY_HEX, LOG_LEVEL: "error", STREAM_BATCH: process.env.STREAM_BATCH ?? "200" };
+  const env = { STREAM_PREFIX: prefix, STREAMS_HMAC_KEY: KEY_HEX, LOG_LEVEL: "error", STREAM_BATCH: process.env.STREAM_BATCH ?? "200" };
   const children = Array.from({ length: instances }, () => startSessionsProcess(c, env));
   const redis = new Redis("redis://127.0.0.1:6379");
   try {
@@ -144,7 +144,8 @@ async function ingestRun(c: Cluster, instances: number): Promise<number> {
     for (const s of streams) parked += await redis.xlen(`${s}.dlq`);
     const rate = Math.round(INGEST_ENTRIES / seconds);
     console.log(`ingest, ${instances} sessions process(es): ${INGEST_ENTRIES} entries in ${seconds.toFixed(1)} s = ${rate} entries/s (published in ${(published / 1000).toFixed(1)} s; parked ${parked}; held ${stats.held})`);
-    for (const s of streams) await redis.del(s, `${s}.dlq` as string);
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length) await redis.del(...keys);
     return rate;
   } finally {
     await Promise.all(children.map(stopProcess));
@@ -262,6 +263,14 @@ async function listBench(c: Cluster): Promise<void> {
   }
 }
 
+/** The cluster's own streams (its STREAM_PREFIX), with their groups. */
+async function dropStreams(c: Cluster): Promise<void> {
+  const r = new Redis("redis://127.0.0.1:6379");
+  const keys = await r.keys(c.stream("*"));
+  if (keys.length) await r.del(...keys);
+  r.disconnect();
+}
+
 async function main() {
   const common = { API_V1_RATE_LIMIT_PER_MIN: "0", LOG_LEVEL: "error", STREAMS_HMAC_KEY: KEY_HEX };
   if (INGEST_ENTRIES > 0) {
@@ -272,9 +281,7 @@ async function main() {
       console.log(`ingest: 2 processes / 1 process = ${(two / one).toFixed(2)}`);
     } finally {
       await c.stop();
-      const r = new Redis("redis://127.0.0.1:6379");
-      for (const s of ["caracal.zone.events"]) await r.xgroup("DESTROY", s, `${c.namespace}.sessions`).catch(() => undefined);
-      r.disconnect();
+      await dropStreams(c);
     }
   }
   if (LIST_SIZES.length) {
@@ -283,9 +290,7 @@ async function main() {
       await listBench(c);
     } finally {
       await c.stop();
-      const r = new Redis("redis://127.0.0.1:6379");
-      await r.xgroup("DESTROY", "caracal.zone.events", `${c.namespace}.sessions`).catch(() => undefined);
-      r.disconnect();
+      await dropStreams(c);
     }
   }
 }

@@ -1,66 +1,21 @@
 // Admin tokens: the credentials of /v1. Lives in the gateway process and owns `admin_tokens`.
 import type { ServiceSchema } from "moleculer";
-import { Schema, type Model } from "mongoose";
+import type { Model } from "mongoose";
 import { MongoMixin, type MongoMethods } from "../shared/mixins/mongo.mixin";
 import { badRequest, forbidden, notFound } from "../shared/errors";
 import { newId } from "../shared/ids";
-import { strictBody, anyQuery } from "../shared/validation";
+import { anyQuery } from "../shared/validation";
 import { activeZoneOf } from "../shared/zones-client";
-import { parseListQuery, keysetFilter, keysetSort, pageOf } from "../shared/pagination";
+import { parseListQuery, pageOf } from "../shared/pagination";
+
+/** Admin tokens are listed in one scope. */
+const ALL_TOKENS = "all";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../shared/meta";
 import type { Actor } from "../shared/actor";
 import { config } from "../shared/config";
+import { digestSchema, toPublicToken, tokenSchema, type TokenDoc } from "./admin-token.model";
+import { ADMIN_TOKEN_BODIES } from "./admin-tokens.api";
 import { CONSOLE_LABELS, deriveConsoleToken, hashToken, lookupDigest, newAdminToken, verifyTokenHash } from "./tokens";
-
-interface TokenDoc {
-  _id: string;
-  name: string;
-  scope: "global" | "zone";
-  capability: "read" | "write";
-  zone_id: string | null;
-  created_by: string;
-  created_at: Date;
-  last_used_at: Date | null;
-  revoked_at: Date | null;
-  digest: string;
-  hash: string;
-}
-
-const tokenSchema = new Schema(
-  {
-    _id: String,
-    name: String,
-    scope: String,
-    capability: String,
-    zone_id: { type: String, default: null },
-    created_by: String,
-    created_at: Date,
-    last_used_at: { type: Date, default: null },
-    revoked_at: { type: Date, default: null },
-    digest: String,
-    hash: String,
-  },
-  { versionKey: false, _id: false },
-);
-tokenSchema.index({ created_at: -1, _id: -1 });
-// A token's tokens (revoked together when it is rotated).
-tokenSchema.index({ created_by: 1 });
-
-// Lookup by SHA-256 digest as the document `_id`: FerretDB v1 resolves only `_id` equality without a scan.
-// Written before the token row, so a crash in between leaves a digest that points at nothing.
-const digestSchema = new Schema({ _id: String, token_id: String }, { versionKey: false, _id: false });
-
-const toPublicToken = (t: TokenDoc) => ({
-  id: t._id,
-  name: t.name,
-  scope: t.scope,
-  capability: t.capability,
-  zone_id: t.zone_id,
-  created_by: t.created_by,
-  created_at: t.created_at.toISOString(),
-  last_used_at: t.last_used_at ? t.last_used_at.toISOString() : null,
-  revoked_at: t.revoked_at ? t.revoked_at.toISOString() : null,
-});
 
 const toActor = (t: TokenDoc): Actor => ({
   id: t._id,
@@ -96,7 +51,7 @@ interface Methods extends MongoMethods {
 
 const AdminTokensService: ServiceSchema<{}, Methods> = {
   name: "adminTokens",
-  mixins: [MongoMixin({ AdminToken: { schema: tokenSchema, collection: "admin_tokens" }, TokenDigest: { schema: digestSchema, collection: "admin_token_digests" } })],
+  mixins: [MongoMixin({ AdminToken: { schema: tokenSchema, collection: "admin_tokens" }, TokenDigest: { schema: digestSchema, collection: "admin_token_digests" } }, { listed: ["AdminToken"] })],
 
   actions: {
     list: {
@@ -104,19 +59,14 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       async handler(ctx: ApiContext<RouteParams>) {
         this.assertManager(ctx.meta.actor);
         const q = parseListQuery(ctx.params.query);
-        const rows = await this.tokens().find(keysetFilter(q.after), { hash: 0, digest: 0 }).sort(keysetSort()).limit(q.limit + 1).lean<TokenDoc[]>();
-        return pageOf(rows, q, toPublicToken);
+        const page = await this.listRows<TokenDoc>("AdminToken", ALL_TOKENS, q, { projection: { hash: 0, digest: 0 } });
+        return pageOf(page.rows, q, toPublicToken, {}, "created_at", page.resumeAfter);
       },
     },
 
     create: {
       params: {
-        body: strictBody({
-          name: { type: "string", min: 1, max: 120 },
-          scope: { type: "enum", values: ["global", "zone"] },
-          zone_id: { type: "string", min: 1, max: 128, optional: true },
-          capability: { type: "enum", values: ["read", "write"], optional: true },
-        }),
+        body: ADMIN_TOKEN_BODIES.create,
       },
       async handler(ctx: ApiContext<RouteParams<{}, { name: string; scope: "global" | "zone"; zone_id?: string; capability?: "read" | "write" }>>) {
         const actor = ctx.meta.actor;
@@ -142,7 +92,7 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
           hash: await hashToken(token),
         };
         await this.models.TokenDigest.create({ _id: doc.digest, token_id: doc._id });
-        await this.tokens().create(doc);
+        await this.tokens().create({ ...doc, ...(await this.listFields("AdminToken", ALL_TOKENS, [doc.created_at]))[0] });
         const { last_used_at: _l, revoked_at: _r, ...shown } = toPublicToken(doc);
         return created(ctx, `/v1/admin-tokens/${doc._id}`, { ...shown, token });
       },
@@ -240,7 +190,9 @@ const AdminTokensService: ServiceSchema<{}, Methods> = {
       }
       if (pointer && !(await this.tokens().findById(pointer.token_id).lean())) {
         try {
-          await this.tokens().create({ _id: pointer.token_id, name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: new Date(), last_used_at: null, revoked_at: null, digest, hash: await hashToken(token) });
+          const createdAt = new Date();
+          const [listed] = await this.listFields("AdminToken", ALL_TOKENS, [createdAt]);
+          await this.tokens().create({ _id: pointer.token_id, name, scope: "global", capability, zone_id: null, created_by: createdBy, created_at: createdAt, last_used_at: null, revoked_at: null, digest, hash: await hashToken(token), ...listed });
         } catch (err) {
           if (!isDuplicateKey(err)) throw err;
         }

@@ -1,5 +1,6 @@
 // The HTTP gateway: /v1 aliases onto service actions, admin auth, the error envelope, health and metrics.
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { randomUUID, timingSafeEqual } from "node:crypto";
@@ -7,41 +8,64 @@ import client from "prom-client";
 import type Redis from "ioredis";
 import { config } from "../shared/config";
 import { redisClient } from "../shared/redis";
-import { PATH_ID_PATTERN } from "../shared/ids";
 import { AppError } from "../shared/errors";
+import { PATH_ID_PATTERN } from "../shared/ids";
 import type { Actor } from "../shared/actor";
-import { ROUTES, routeFor, methodsForPath, routedServices } from "./routes";
+import { ROUTES, routeFor, routedServices } from "./routes";
 import { toEnvelope } from "./errors";
 import { bearerToken, lookupDigest } from "./tokens";
 import { checkSystemZoneGate, checkTokenGates, zoneIdOfPath } from "./gates";
 import { countInWindow, enforceLimit, rateLimited } from "./limits";
-import { buildOpenApi, docsPage } from "./openapi";
+import { allowedMethods, bodyShapeProblem } from "./edge";
+import { FrontDoorMixin } from "./front-door.mixin";
+import { IdempotencyStore, parseIdempotencyKey } from "./idempotency";
+import { requestPath, sendJson, unavailable, type Next, type Req, type Res } from "./http";
+import { buildOpenApi, docsPage, DOCS_INIT_JS } from "./openapi";
+import { API_MODULES } from "./api-modules";
 import type { EmbeddedPrometheusReporter } from "../shared/broker";
-
-type Req = IncomingMessage & { $ctx?: Context<any, any>; $actor?: Actor; $requestId?: string; $route?: unknown; body?: unknown; query?: Record<string, unknown>; originalUrl?: string; parsedUrl?: string };
-type Res = ServerResponse;
-type Next = (err?: unknown) => void;
+import { rawAlias, serveZoneEventStream, startAuditHooks, stopAuditHooks } from "./audit-hooks";
 
 const SYSTEM_ZONE_CACHE_MS = 30_000;
+
+/** Where swagger-ui-dist keeps its built files (a dependency, read when /docs is first asked for). */
+const swaggerUiDir = (): string => (require("swagger-ui-dist") as { getAbsoluteFSPath: () => string }).getAbsoluteFSPath();
 const ACTOR_MEMO_MS = 1_000;
 
-function pathOf(req: Req): string {
-  const url = req.originalUrl ?? req.url ?? "/";
-  const q = url.indexOf("?");
-  const p = q === -1 ? url : url.slice(0, q);
-  return p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p;
-}
+const WRITE_METHODS = new Set(["POST", "PATCH", "DELETE"]);
 
-function sendJson(res: Res, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent) return;
-  const payload = status === 204 ? "" : JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", ...headers });
-  res.end(payload);
-}
+/** Routes outside /v1 (GET only; the front door also answers HEAD and OPTIONS for them). */
+const OPS_ALIASES: Record<string, (this: any, req: Req, res: Res) => unknown> = {
+  "GET health": (req: Req, res: Res) => sendJson(res, 200, { ok: true }),
+  "GET ready"(this: any, req: Req, res: Res) {
+    return this.ready(req, res);
+  },
+  "GET metrics"(this: any, req: Req, res: Res) {
+    return this.metricsEndpoint(req, res);
+  },
+  "GET docs"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "html");
+  },
+  "GET docs/openapi.json"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "json");
+  },
+  "GET docs/init.js"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "init.js");
+  },
+  "GET docs/swagger-ui.css"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "swagger-ui.css");
+  },
+  "GET docs/swagger-ui-bundle.js"(this: any, req: Req, res: Res) {
+    return this.docs(req, res, "swagger-ui-bundle.js");
+  },
+};
+
+/** Their paths, which the front door routes and metrics label as they are. */
+const OPS_PATHS = new Set(Object.keys(OPS_ALIASES).map((k) => "/" + k.split(" ")[1]));
 
 const ApiService: ServiceSchema<any> = {
   name: "api",
-  mixins: [ApiGateway as unknown as ServiceSchema],
+  // The front door first: its createServer replaces moleculer-web's.
+  mixins: [FrontDoorMixin(OPS_PATHS), ApiGateway as unknown as ServiceSchema],
 
   settings: {
     port: config().port,
@@ -53,19 +77,9 @@ const ApiService: ServiceSchema<any> = {
     logResponseData: null,
     log4XXResponses: false,
     logRouteRegistration: false,
-    // Runs before anything else for every request: the request id and the /v1 security headers.
-    rootCallOptions(this: any, options: Record<string, unknown>, req: Req, res: Res) {
-      const given = req.headers["x-request-id"];
-      const requestId = typeof given === "string" && PATH_ID_PATTERN.test(given) ? given : randomUUID();
-      options.requestID = requestId;
-      req.$requestId = requestId;
-      res.setHeader("X-Request-Id", requestId);
-      if ((req.url ?? "").startsWith("/v1")) {
-        res.setHeader("Cache-Control", "no-store");
-        res.setHeader("X-Content-Type-Options", "nosniff");
-        res.setHeader("Referrer-Policy", "no-referrer");
-      }
-      this.observe(req, res);
+    // The request id was fixed by the front door (frontDoor) before moleculer-web saw the request.
+    rootCallOptions(this: any, options: Record<string, unknown>, req: Req) {
+      options.requestID = req.$requestId;
     },
     onError(this: any, req: Req, res: Res, err: any) {
       this.sendEnvelope(req, res, err);
@@ -77,21 +91,7 @@ const ApiService: ServiceSchema<any> = {
         mappingPolicy: "restrict",
         autoAliases: false,
         bodyParsers: false,
-        aliases: {
-          "GET health": (req: Req, res: Res) => sendJson(res, 200, { ok: true }),
-          "GET ready"(this: any, req: Req, res: Res) {
-            return this.ready(req, res);
-          },
-          "GET metrics"(this: any, req: Req, res: Res) {
-            return this.metricsEndpoint(req, res);
-          },
-          "GET docs"(this: any, req: Req, res: Res) {
-            return this.docs(req, res, "html");
-          },
-          "GET docs/openapi.json"(this: any, req: Req, res: Res) {
-            return this.docs(req, res, "json");
-          },
-        },
+        aliases: OPS_ALIASES,
       },
       {
         name: "v1",
@@ -99,18 +99,23 @@ const ApiService: ServiceSchema<any> = {
         mappingPolicy: "restrict",
         autoAliases: false,
         mergeParams: false,
-        bodyParsers: { json: { strict: true, limit: config().bodyLimitBytes }, urlencoded: false },
+        // Encoded bodies never get here (the front door answers 415), so nothing is inflated.
+        bodyParsers: { json: { strict: true, limit: config().bodyLimitBytes, inflate: false }, urlencoded: false },
         use: [
-          function mediaType(this: any, req: Req, res: Res, next: Next) {
-            this.checkMediaType(req).then(() => next(), next);
+          function bodyShape(this: any, req: Req, res: Res, next: Next) {
+            const route = routeFor(req.method ?? "GET", requestPath(req));
+            const problem = bodyShapeProblem(req.body, route?.bodyError ?? "invalid_body");
+            next(problem ?? undefined);
           },
           function admission(this: any, req: Req, res: Res, next: Next) {
-            this.admit(req).then(() => next(), next);
+            this.admit(req, res).then((answered: boolean) => (answered ? undefined : next()), next);
           },
         ],
-        aliases: Object.fromEntries(ROUTES.map((r) => [`${r.method} ${r.path}`, r.action])),
+        aliases: Object.fromEntries(ROUTES.map((r) => [`${r.method} ${r.path}`, r.raw ? rawAlias(r.raw) : r.action])),
         onBeforeCall(this: any, ctx: Context<any, any>, route: unknown, req: Req) {
           ctx.meta.actor = req.$actor;
+          if (req.$idempotency) ctx.meta.idempotency = req.$idempotency.meta;
+          if (routeFor(req.method ?? "GET", requestPath(req))?.negotiates && typeof req.headers.accept === "string") ctx.meta.accept = req.headers.accept;
         },
         onAfterCall(this: any, ctx: Context<any, any>, route: unknown, req: Req, res: Res, data: any) {
           if (data && typeof data === "object" && "next_cursor" in data && data.next_cursor) {
@@ -132,66 +137,45 @@ const ApiService: ServiceSchema<any> = {
   },
 
   methods: {
-    /** Per-request bookkeeping: latency histogram, counter and one log line when the response ends. */
-    observe(this: any, req: Req, res: Res) {
-      const started = process.hrtime.bigint();
-      res.once("finish", () => {
-        const path = pathOf(req);
-        const route = routeFor(req.method ?? "GET", path);
-        const label = route ? `/v1${route.path}` : path.startsWith("/v1") ? "unmatched" : path;
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        const labels = { method: req.method ?? "GET", route: label, status: String(res.statusCode) };
-        this.httpRequests.inc(labels);
-        this.httpLatency.observe(labels, seconds);
-        if (res.statusCode >= 500) this.logger.error({ request_id: req.$requestId, ...labels, ms: Math.round(seconds * 1000) }, "request failed");
-        else if (this.settings.$logEachRequest) this.logger.info({ request_id: req.$requestId, ...labels, ms: Math.round(seconds * 1000) }, "request");
-      });
-    },
-
     sendEnvelope(this: any, req: Req, res: Res, err: any) {
-      const path = pathOf(req);
+      const path = requestPath(req);
       let error = err;
-      // moleculer-web's own "not found" means no alias matched: a known path with another method is 405.
+      // moleculer-web's own "not found" (the front door routes first, so rarely): 404 or 405.
       if (err?.name === "NotFoundError" && err?.type === "NOT_FOUND") {
-        const allowed = methodsForPath(path);
+        const allowed = allowedMethods(path, OPS_PATHS);
         error = allowed.length
-          ? Object.assign(new AppError(405, "method_not_allowed", `${req.method} is not allowed here`), { allow: allowed })
+          ? new AppError(405, "method_not_allowed", `${req.method} is not allowed here`)
           : new AppError(404, "route_not_found", `No route ${req.method} ${path}`);
-        if (allowed.length) res.setHeader("Allow", [...new Set(allowed)].join(", "));
+        if (allowed.length && !res.headersSent) res.setHeader("Allow", allowed.join(", "));
       }
       const route = routeFor(req.method ?? "GET", path);
       const envelope = toEnvelope(error, req.$requestId ?? randomUUID(), route?.bodyError);
       if (envelope.status >= 500) this.logger.error({ request_id: req.$requestId, err: { name: err?.name, message: err?.message, type: err?.type } }, "request error");
+      // A body over the limit that was being read (chunked) is left unread: the connection cannot go on.
+      if (envelope.status === 413 && !res.headersSent && req.headers["content-length"] === undefined) res.setHeader("Connection", "close");
       sendJson(res, envelope.status, envelope.body, envelope.headers);
     },
 
-    /** JSON bodies only: a body with another content type is refused before anything else reads it. */
-    async checkMediaType(req: Req) {
-      const method = req.method ?? "GET";
-      if (method === "GET" || method === "HEAD" || method === "DELETE") return;
-      const length = Number(req.headers["content-length"] ?? 0);
-      const hasBody = length > 0 || req.headers["transfer-encoding"] !== undefined;
-      if (!hasBody) return;
-      const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-      if (type !== "application/json") throw new AppError(415, "unsupported_media_type", "Send the body as application/json");
+    zoneEventStream(this: any, req: Req, res: Res) {
+      serveZoneEventStream(this, req, res, (err) => this.sendEnvelope(req, res, err));
     },
 
-    /** Per-IP limit, authentication, the gates in order, then the per-actor limit. */
-    async admit(req: Req) {
+    /** Authentication, the gates in order, the per-actor limit, then Idempotency-Key. True when answered (a replay). */
+    async admit(this: any, req: Req, res: Res): Promise<boolean> {
       const cfg = config();
       const redis: Redis = this.redis;
       const ip = req.socket.remoteAddress ?? "unknown";
-      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:ip`, ip, cfg.rateLimitPerMin);
-
       const method = req.method ?? "GET";
-      const path = pathOf(req);
+      const path = requestPath(req);
       const route = routeFor(method, path);
-      if (route?.public) return;
+      if (route?.public) return false;
 
       const token = bearerToken(req.headers.authorization);
       const actor: Actor | null = token ? await this.actorFor(token, req.$requestId) : null;
       if (!actor) {
-        const { count, retryAfterSec } = await countInWindow(redis, `${cfg.namespace}:api:auth_fail:ip`, ip);
+        const { count, retryAfterSec } = await countInWindow(redis, `${cfg.namespace}:api:auth_fail:ip`, ip).catch((err: unknown) => {
+          throw unavailable(err);
+        });
         if (cfg.authFailLimitPerMin > 0 && count > cfg.authFailLimitPerMin) throw rateLimited(retryAfterSec);
         throw new AppError(401, "invalid_admin_token", "A valid admin bearer token is required");
       }
@@ -200,8 +184,15 @@ const ApiService: ServiceSchema<any> = {
       if (zoneId && method !== "GET" && method !== "HEAD" && !actor.bootstrap) {
         checkSystemZoneGate(actor, method, path, await this.zoneIsReserved(zoneId));
       }
-      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:actor`, actor.id, cfg.actorRateLimitPerMin);
+      await enforceLimit(redis, `${cfg.namespace}:api:v1_rl:actor`, actor.id, cfg.actorRateLimitPerMin).catch((err: unknown) => {
+        throw unavailable(err);
+      });
       req.$actor = actor;
+      if (WRITE_METHODS.has(method)) {
+        const key = parseIdempotencyKey(req.headers["idempotency-key"]);
+        if (key) return this.idempotent(req, res, actor, key, path);
+      }
+      return false;
     },
 
     /**
@@ -270,6 +261,7 @@ const ApiService: ServiceSchema<any> = {
       } catch {
         return fail("outbox_unreachable", "outbox");
       }
+      this.readyOnce = true;
       sendJson(res, 200, { ok: true });
     },
 
@@ -322,20 +314,39 @@ const ApiService: ServiceSchema<any> = {
       res.end(body);
     },
 
-    docs(this: any, req: Req, res: Res, kind: "html" | "json") {
+    /** /docs: Swagger UI over /docs/openapi.json, its two assets read from swagger-ui-dist once. */
+    docs(this: any, req: Req, res: Res, what: "html" | "json" | "init.js" | "swagger-ui.css" | "swagger-ui-bundle.js") {
       if (!config().docsEnabled) return this.sendEnvelope(req, res, new AppError(404, "route_not_found", "docs are off in release mode"));
-      const params = (action: string) => this.broker.registry.getActionList({ withEndpoints: false }).find((a: any) => a.name === action)?.action?.params;
-      const doc = buildOpenApi(params, process.env.CARACAL_VERSION ?? "0.0.0-dev");
-      if (kind === "json") return sendJson(res, 200, doc);
-      res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
-      res.end(docsPage(doc));
+      res.setHeader("X-Content-Type-Options", "nosniff");
+      if (what === "json") {
+        this.openApi ??= buildOpenApi(ROUTES, API_MODULES, { version: process.env.CARACAL_VERSION ?? "0.0.0-dev" });
+        return sendJson(res, 200, this.openApi);
+      }
+      const types = { html: "text/html", "init.js": "text/javascript", "swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript" } as const;
+      let body: string | Buffer;
+      if (what === "html") body = docsPage("Caracal control plane API");
+      else if (what === "init.js") body = DOCS_INIT_JS;
+      else body = this.docAssets[what] ??= readFileSync(join(swaggerUiDir(), what));
+      res.writeHead(200, {
+        "Content-Type": `${types[what]}; charset=utf-8`,
+        "Cache-Control": "no-cache",
+        // The page runs only these same-origin scripts; try-it-out calls this same origin.
+        "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+      });
+      res.end(body);
     },
   },
 
   created(this: any) {
+    this.docAssets = {};
     this.reservedZones = new Map();
     this.actorMemo = new Map();
+    const cfg = config();
+    this.redis = redisClient();
+    // An attempt holds its key at most as long as a request can take, with room to spare.
+    this.idempotency = new IdempotencyStore(this.redis, cfg.namespace, cfg.idempotencyTtlSec, 2 * cfg.cluster.requestTimeoutMs + 5_000);
     this.draining = false;
+    this.readyOnce = false;
     this.registry = new client.Registry();
     client.collectDefaultMetrics({ register: this.registry, prefix: "caracal_gateway_" });
     this.httpRequests = new client.Counter({ name: "caracal_http_requests_total", help: "HTTP requests by route and status", labelNames: ["method", "route", "status"], registers: [this.registry] });
@@ -357,13 +368,15 @@ const ApiService: ServiceSchema<any> = {
   },
 
   started(this: any) {
-    this.redis = redisClient();
+    Object.assign(this, startAuditHooks(this.redis, this.broker, this.logger));
   },
 
-  stopped(this: any) {
-    this.draining = true;
+  async stopped(this: any) {
+    // Live streams end first (they would hold the drain open), queued admin-audit records go out last.
+    await this.zoneStreams?.stop();
     // Keep-alive sockets would otherwise hold the close open until clients hang up.
-    this.server?.closeIdleConnections?.();
+    await this.drain(5_000);
+    await stopAuditHooks(this);
   },
 };
 

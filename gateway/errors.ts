@@ -1,5 +1,6 @@
 // Shapes every failure into the envelope {error, error_description, details?, request_id}.
 import type { Issue } from "../shared/errors";
+import { fieldPath, issuesOf, type ValidatorError } from "../shared/validation";
 
 export interface Envelope {
   status: number;
@@ -19,18 +20,29 @@ interface AnyError {
 
 const WIRE_CODE = /^[a-z][a-z0-9_]*$/;
 
+/**
+ * Failures of the cluster rather than of the request: no node serves the action, the node serving it
+ * went away mid-request (RequestRejectedError), the transport or a store is down. The client may retry.
+ */
+const UNAVAILABLE = new Set([
+  "ServiceNotFoundError", "ServiceNotAvailableError", "ServiceUnavailableError", "RequestRejectedError",
+  "QueueIsFullError", "BrokerDisconnectedError", "GracefulStopTimeoutError",
+  "MongoServerSelectionError", "MongoNetworkError", "MongoNetworkTimeoutError", "MongoNotConnectedError", "MongoPoolClearedError", "MongoTopologyClosedError",
+  "MaxRetriesPerRequestError",
+]);
+
 /** fastest-validator findings are grouped by where they came from: the path, the query or the body. */
 function fromValidation(data: unknown, bodyError: string | undefined): { code: string; issues: Issue[] } {
-  const items = Array.isArray(data) ? (data as { field?: string; message?: string }[]) : [];
+  const items = Array.isArray(data) ? (data as ValidatorError[]) : [];
   const issues: Issue[] = [];
   let where: "params" | "query" | "body" = "body";
   for (const item of items) {
-    const segments = String(item.field ?? "").split(".").filter(Boolean);
+    const segments = fieldPath(item.field);
     const head = segments[0];
     if (head === "params") where = "params";
     else if (head === "query" && where !== "params") where = "query";
     const path = head === "params" || head === "query" || head === "body" ? segments.slice(1) : segments;
-    issues.push({ path: path.map((p) => (/^\d+$/.test(p) ? Number(p) : p)), message: String(item.message ?? "invalid").replace(/'(params|query|body)\./g, "'") });
+    issues.push(...issuesOf(item, path, String(item.message ?? "invalid").replace(/'(params|query|body)\./g, "'")));
   }
   const code = where === "params" ? "invalid_params" : where === "query" ? "invalid_query" : bodyError ?? "invalid_body";
   return { code, issues: where === "body" ? issues : issues.filter(() => true) };
@@ -57,18 +69,25 @@ export function toEnvelope(err: AnyError, requestId: string, bodyError?: string)
     case "charset.unsupported":
       return env(415, "unsupported_media_type", "Unsupported content encoding");
   }
-  if (err.name === "ServiceNotFoundError" || err.name === "ServiceNotAvailableError" || err.name === "ServiceUnavailableError") {
-    return env(503, "service_unavailable", "A service needed for this request is not available");
+  // The body reader's other refusals (an aborted upload, a length that does not match the bytes sent).
+  if (typeof err.type === "string" && /^[a-z]+(\.[a-z]+)+$/.test(err.type) && typeof err.status === "number" && err.status >= 400 && err.status < 500) {
+    return env(400, "bad_request", "The request body could not be read");
   }
+  if (UNAVAILABLE.has(err.name ?? "")) return env(503, "service_unavailable", "A service needed for this request is not available; retry");
   if (err.name === "RequestTimeoutError") return env(504, "upstream_timeout", "A service did not answer in time");
   if (err.type && WIRE_CODE.test(err.type) && status >= 400 && status < 500) {
-    const details = err.data && typeof err.data === "object" && !Array.isArray(err.data) ? (err.data as Record<string, unknown>) : undefined;
-    const headers = err.retryAfter ? { "Retry-After": String(err.retryAfter) } : undefined;
-    return env(status, err.type, err.message ?? err.type, details, headers);
+    const data = err.data && typeof err.data === "object" && !Array.isArray(err.data) ? { ...(err.data as Record<string, unknown>) } : undefined;
+    // A service's retry hint travels in data (shared/errors.ts retryLater); the gateway's own on the error.
+    const retryAfter = err.retryAfter ?? (typeof data?.retry_after === "number" ? data.retry_after : undefined);
+    if (data) delete data.retry_after;
+    const headers = retryAfter ? { "Retry-After": String(retryAfter) } : undefined;
+    return env(status, err.type, err.message ?? err.type, data, headers);
   }
   if (err.type && WIRE_CODE.test(err.type) && status >= 500 && status < 600 && err.name === "AppError") {
     return env(status, err.type, err.message ?? err.type, err.data as Record<string, unknown> | undefined);
   }
+  // moleculer-web's own client errors carry an upper-case type (UNABLE_DECODE_PARAM, …).
+  if (status >= 400 && status < 500) return env(status === 413 ? 413 : 400, status === 413 ? "payload_too_large" : "bad_request", "The request could not be processed as sent");
   // Anything unexpected: the message may carry internals, so it stays in the log only.
   return env(500, "internal_error", "The service failed to process the request");
 }

@@ -8,8 +8,12 @@ export interface RouteDef {
   /** Wire code when the JSON body fails its schema (path and query failures have their own codes). */
   bodyError?: string;
   summary: string;
-  /** Public routes skip admin authentication (none yet besides the OAuth callback later). */
+  /** Public routes skip admin authentication (the OAuth callback, where the browser lands). */
   public?: boolean;
+  /** The action answers HTML or JSON by the request's Accept header, which the gateway passes as ctx.meta.accept. */
+  negotiates?: boolean;
+  /** Served by the gateway itself with the raw request and response (a method of the api service), not an action. */
+  raw?: string;
 }
 
 export const ROUTES: RouteDef[] = [
@@ -56,6 +60,7 @@ export const ROUTES: RouteDef[] = [
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id", action: "policies.getSet", summary: "Get a policy set" },
   { method: "DELETE", path: "/zones/:zoneId/policy-sets/:id", action: "policies.removeSet", summary: "Archive a policy set (deactivating it)" },
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/versions", action: "policies.createSetVersion", bodyError: "invalid_body", summary: "Add a policy-set version (manifest)" },
+  { method: "GET", path: "/zones/:zoneId/policy-sets/:id/versions", action: "policies.listSetVersions", summary: "List a policy set's versions" },
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/versions/:versionId", action: "policies.getSetVersion", summary: "Get a policy-set version" },
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/activate", action: "policies.activateSet", bodyError: "invalid_body", summary: "Activate a policy-set version (202, asynchronous)" },
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/activation-status", action: "policies.activationStatus", summary: "Propagation status of an activation" },
@@ -66,6 +71,26 @@ export const ROUTES: RouteDef[] = [
   { method: "POST", path: "/zones/:zoneId/step-up-challenges/:id/satisfy", action: "sessions.satisfyChallenge", summary: "Approve a pending step-up challenge (not by its own session's subject)" },
 
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/simulate", action: "policies.simulate", bodyError: "invalid_body", summary: "Dry-run a policy-set version, executing it with OPA when an input is given" },
+
+  { method: "GET", path: "/zones/:zoneId/grants", action: "grants.list", summary: "List delegated grants (filters: application_id, user_id/subject_id, resource_id, provider_id, status, scopes)" },
+  { method: "POST", path: "/zones/:zoneId/grants", action: "grants.create", bodyError: "invalid_body", summary: "Create a delegated grant" },
+  { method: "GET", path: "/zones/:zoneId/grants/:id", action: "grants.get", summary: "Get a delegated grant" },
+  { method: "DELETE", path: "/zones/:zoneId/grants/:id", action: "grants.revoke", summary: "Revoke a delegated grant (announced for session revocation)" },
+  { method: "POST", path: "/zones/:zoneId/provider-grants", action: "grants.createProviderGrant", bodyError: "invalid_provider_grant", summary: "Import upstream tokens as the active provider grant (upsert)" },
+  { method: "POST", path: "/zones/:zoneId/provider-grants/oauth/authorize", action: "grants.authorize", bodyError: "invalid_provider_oauth_authorize", summary: "Start the OAuth authorization-code flow (PKCE)" },
+  { method: "GET", path: "/zones/:zoneId/provider-grants/oauth/callback", action: "grants.callback", summary: "OAuth redirect target: exchange the code, store the provider grant", public: true, negotiates: true },
+  { method: "POST", path: "/zones/:zoneId/provider-grants/revoke", action: "grants.revokeProviderGrant", bodyError: "invalid_provider_grant_revoke", summary: "Revoke the active provider grant" },
+
+  { method: "GET", path: "/zones/:zoneId/audit", action: "audit.list", summary: "Decision audit events (filters, fields, CSV export)" },
+  { method: "GET", path: "/zones/:zoneId/audit/by-request/:requestId", action: "audit.byRequest", summary: "Every decision event of one request, oldest first" },
+  { method: "GET", path: "/zones/:zoneId/audit/by-request/:requestId/explain", action: "audit.explain", summary: "Decision trace of one request, with the policy input of each denial" },
+  { method: "GET", path: "/zones/:zoneId/admin-audit", action: "audit.listAdmin", summary: "Admin audit records of a zone (filters, fields, CSV export)" },
+  { method: "GET", path: "/zones/:zoneId/admin-audit/verify", action: "audit.verifyAdmin", summary: "Recompute the zone's admin-audit hash chain and report the first broken record" },
+  { method: "GET", path: "/zones/:zoneId/events", action: "audit.listZoneEvents", summary: "The zone's change events, newest first" },
+  { method: "GET", path: "/zones/:zoneId/events/stream", action: "audit.zoneEventStream", raw: "zoneEventStream", summary: "The zone's change events live (server-sent events, resumable with Last-Event-ID)" },
+  { method: "GET", path: "/zones/:zoneId/overview", action: "audit.overview", summary: "Counts, decisions of the last 24 hours and recent audit events of a zone" },
+  { method: "GET", path: "/audit-retention", action: "audit.getRetention", summary: "Audit retention in days" },
+  { method: "PUT", path: "/audit-retention", action: "audit.putRetention", bodyError: "invalid_body", summary: "Set the audit retention in days" },
 ];
 
 /** Services whose actions the route table names; /ready waits for each of them. */

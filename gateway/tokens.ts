@@ -30,10 +30,10 @@ export const CONSOLE_LABELS = {
 export const deriveConsoleToken = (bootstrap: string, label: string): string =>
   "cat_" + createHmac("sha256", bootstrap).update(label, "utf8").digest("base64url");
 
-/** `Authorization: Bearer <token>` exactly; anything else is no credential. */
+/** `Authorization: Bearer <token>` exactly: one space, then visible characters only; anything else is no credential. */
 export function bearerToken(header: string | undefined): string | null {
   if (!header || !header.startsWith("Bearer ")) return null;
-  const token = header.slice(7).trim();
-  if (!token || token.length > TOKEN_MAX_LENGTH) return null;
+  const token = header.slice(7);
+  if (!/^[\x21-\x7E]+$/.test(token) || token.length > TOKEN_MAX_LENGTH) return null;
   return token;
 }

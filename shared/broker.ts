@@ -3,6 +3,7 @@ import type { BrokerOptions } from "moleculer";
 import { MetricReporters } from "moleculer";
 import { config } from "./config";
 import { RequestContextMiddleware, requestIdMixin } from "./request-context";
+import { FastDiscoverer } from "./liveness";
 
 /** Keys whose values never reach a log line. */
 export const REDACT_PATHS = [
@@ -44,9 +45,12 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
         pino: { options: { redact: { paths: REDACT_PATHS, censor: "[redacted]" }, mixin: requestIdMixin } },
       },
     },
-    requestTimeout: 10_000,
-    heartbeatInterval: 5,
-    heartbeatTimeout: 15,
+    requestTimeout: cfg.cluster.requestTimeoutMs,
+    // A dead process must cost seconds, not a request timeout: see shared/liveness.ts and bench/failover.ts.
+    ...(cfg.cluster.nodeTimeoutMs > 0
+      ? { registry: { discoverer: new FastDiscoverer({ beatMs: cfg.cluster.heartbeatMs, timeoutMs: cfg.cluster.nodeTimeoutMs }) } }
+      : { heartbeatInterval: Math.max(1, Math.round(cfg.cluster.heartbeatMs / 1000)), heartbeatTimeout: Math.max(2, Math.round(cfg.cluster.heartbeatMs / 1000) * 3) }),
+    ...(cfg.cluster.circuitBreaker ? { circuitBreaker: { enabled: true, threshold: 0.5, minRequestCount: 5, windowTime: 10, halfOpenTime: 1_000 } } : {}),
     tracking: { enabled: true, shutdownTimeout: 10_000 },
     metrics: { enabled: false },
     middlewares: [RequestContextMiddleware],

@@ -1,4 +1,5 @@
-// Keyset pagination on (timestamp, id), newest first: page 500 costs what page 1 costs.
+// Keyset pagination on (timestamp, id), newest first: limits, cursors and page envelopes. The rows of a
+// page come from shared/list/buckets.ts (bounded reads by equality); page 500 costs what page 1 costs.
 import { createHash } from "node:crypto";
 import { badRequest } from "./errors";
 
@@ -70,14 +71,6 @@ function decodeCursor(cursor: string, digest: string): { ts: Date; id: string } 
   if ((f ?? "") !== digest) throw bad();
   return { ts: date, id };
 }
-
-/** Mongo filter for rows strictly after the cursor in (ts desc, _id desc) order. */
-export function keysetFilter(after: ListQuery["after"], tsField = "created_at"): Record<string, unknown> {
-  if (!after) return {};
-  return { $or: [{ [tsField]: { $lt: after.ts } }, { [tsField]: after.ts, _id: { $lt: after.id } }] };
-}
-
-export const keysetSort = (tsField = "created_at") => ({ [tsField]: -1 as const, _id: -1 as const });
 
 /**
  * Builds a page from `limit + 1` fetched rows: the extra row only says whether there is more. `resumeAfter`

@@ -1,6 +1,6 @@
 // `npm run emit -- <kind> [options]`: publishes well-formed, signed runtime entries for tests, demos and load.
 // Every kind is one module in kinds/, registered in KINDS below; common options apply to all of them:
-//   --prefix P        stream name prefix (default STREAMS_PREFIX, empty in production)
+//   --prefix P        stream name prefix (default STREAM_PREFIX, empty in production)
 //   --redis URL       default REDIS_URL
 //   --unsigned        publish without kid/_sig           --bad-signature   sign with a key nobody holds
 //   --set k=v[,k=v]   set fields after building           --unset k[,k]     drop fields after building
@@ -14,8 +14,9 @@ import { agentKind } from "./kinds/agent";
 import { spawnTreeKind } from "./kinds/spawn-tree";
 import { challengeKind } from "./kinds/challenge";
 import { loadKind } from "./kinds/load";
+import { auditKind } from "./kinds/audit";
 
-export const KINDS: EmitKind[] = [sessionKind, agentKind, spawnTreeKind, challengeKind, loadKind];
+export const KINDS: EmitKind[] = [sessionKind, agentKind, spawnTreeKind, challengeKind, loadKind, auditKind];
 
 export function usage(): string {
   return ["usage: npm run emit -- <kind> [options]", "", ...KINDS.map((k) => `  ${k.name.padEnd(11)} ${k.summary}\n  ${" ".repeat(11)} ${k.usage}`)].join("\n");
@@ -32,7 +33,7 @@ export async function emit(argv: string[]): Promise<Record<string, unknown>> {
   const pairs = Object.fromEntries(args.list("set").map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
   const redis = new Redis(args.str("redis", cfg.redisUrl), { maxRetriesPerRequest: 2 });
   try {
-    const emitter = new Emitter(redis, cfg.streamsHmacKeys[0] ?? null, args.str("prefix", cfg.streamsPrefix), {
+    const emitter = new Emitter(redis, cfg.streamsHmacKeys[0] ?? null, args.str("prefix", cfg.streamPrefix), {
       unsigned: args.flag("unsigned"),
       badSignature: args.flag("bad-signature"),
       set: pairs,

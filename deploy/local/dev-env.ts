@@ -18,20 +18,43 @@ const GENERATED = {
 } as const;
 
 /**
- * `npm start`/`npm test` run in dev mode when CARACAL_MODE is unset. Keys the environment does not
- * give are read from (or first written to) .local/dev.env, so all processes agree on them.
- * Returns the names that came from the file.
+ * Where the cluster runs, written by `npm start` (and `npm run dev`) and read by `npm run repl`, so the
+ * REPL joins the cluster that was started, not whatever its own defaults name.
  */
-export function applyDevEnv(env: NodeJS.ProcessEnv = process.env): string[] {
-  if (!env.CARACAL_MODE) env.CARACAL_MODE = "dev";
-  if (env.CARACAL_MODE !== "dev") return [];
+const RUN_SETTINGS = ["NAMESPACE", "NATS_URL"] as const;
+
+function readEnvFile(file: string): Record<string, string> {
   const stored: Record<string, string> = {};
-  if (existsSync(DEV_ENV_FILE)) {
-    for (const line of readFileSync(DEV_ENV_FILE, "utf8").split("\n")) {
+  if (existsSync(file)) {
+    for (const line of readFileSync(file, "utf8").split("\n")) {
       const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
       if (m) stored[m[1]!] = m[2]!;
     }
   }
+  return stored;
+}
+
+function writeEnvFile(file: string, values: Record<string, string>): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, Object.entries(values).map(([k, v]) => `${k}=${v}`).join("\n") + "\n", { mode: 0o600 });
+}
+
+export interface DevEnvOptions {
+  file?: string;
+  /** Also take NAMESPACE and NATS_URL from the file when the environment lacks them (the REPL). */
+  withRunSettings?: boolean;
+}
+
+/**
+ * `npm start`/`npm test` run in dev mode when CARACAL_MODE is unset. Keys the environment does not
+ * give are read from (or first written to) .local/dev.env, so all processes agree on them.
+ * Returns the names that came from the file.
+ */
+export function applyDevEnv(env: NodeJS.ProcessEnv = process.env, opts: DevEnvOptions = {}): string[] {
+  const file = opts.file ?? DEV_ENV_FILE;
+  if (!env.CARACAL_MODE) env.CARACAL_MODE = "dev";
+  if (env.CARACAL_MODE !== "dev") return [];
+  const stored = readEnvFile(file);
   let changed = false;
   const fromFile: string[] = [];
   for (const [name, make] of Object.entries(GENERATED)) {
@@ -43,9 +66,21 @@ export function applyDevEnv(env: NodeJS.ProcessEnv = process.env): string[] {
     env[name] = stored[name];
     fromFile.push(name);
   }
-  if (changed) {
-    mkdirSync(join(REPO_ROOT, ".local"), { recursive: true });
-    writeFileSync(DEV_ENV_FILE, Object.entries(stored).map(([k, v]) => `${k}=${v}`).join("\n") + "\n", { mode: 0o600 });
+  if (opts.withRunSettings) {
+    for (const name of RUN_SETTINGS) {
+      if (env[name] || !stored[name]) continue;
+      env[name] = stored[name];
+      fromFile.push(name);
+    }
   }
+  if (changed) writeEnvFile(file, stored);
   return fromFile;
+}
+
+/** The launcher records the namespace and NATS address it runs the cluster with (dev mode only). */
+export function recordRunSettings(values: { NAMESPACE: string; NATS_URL: string }, env: NodeJS.ProcessEnv = process.env, file = DEV_ENV_FILE): void {
+  if (env.CARACAL_MODE !== "dev") return;
+  const stored = readEnvFile(file);
+  if (stored.NAMESPACE === values.NAMESPACE && stored.NATS_URL === values.NATS_URL) return;
+  writeEnvFile(file, { ...stored, ...values });
 }

@@ -7,6 +7,8 @@ export const PROCESSES: Record<string, () => Promise<ServiceSchema<any, any, any
   applications: async () => [(await import("../../services/applications/applications.service")).default],
   providers: async () => [(await import("../../services/providers/providers.service")).default],
   policies: async () => [(await import("../../services/policies/policies.service")).default],
+  grants: async () => [(await import("../../services/grants/grants.service")).default],
+  audit: async () => [(await import("../../services/audit/audit.service")).default],
   sessions: async () => [(await import("../../services/sessions/sessions.service")).default],
 };
 

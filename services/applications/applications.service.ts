@@ -10,13 +10,16 @@ import { newId } from "../../shared/ids";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
-import { anyQuery, checkBody, pathParams, strictBody } from "../../shared/validation";
+import { anyQuery, checkBody, pathParams } from "../../shared/validation";
 import { redisClient } from "../../shared/redis";
 import { tryDocLock } from "../../shared/doc-lock";
 import { config } from "../../shared/config";
 import { applicationSchema, isLiveDcr, toPublicApplication, type ApplicationDoc } from "./models/application.model";
 import { checkTraits } from "./traits";
+import { nameActions } from "./names.actions";
 import { hashClientSecret, newClientSecret, verifyClientSecret } from "./client-secret";
+import { ZoneCounters } from "../../shared/zone-counters";
+import { APPLICATION_BODIES } from "./applications.api";
 
 const DCR_BURST_PER_SECOND = 10;
 const DCR_LIVE_CAP = 1000;
@@ -24,9 +27,6 @@ const DCR_GC_GRACE_MS = 24 * 3600 * 1000;
 const DCR_GC_BATCH = 500;
 const UNBIND_CALL_TIMEOUT_MS = 5000;
 
-const appName = { type: "string", min: 1, max: 200 } as const;
-const traitList = { type: "array", items: "string", optional: true } as const;
-const createBody = strictBody({ name: appName, registration_method: { type: "equal", value: "managed", strict: true }, traits: traitList });
 
 interface Methods extends OutboxMethods, MongoMethods {
   apps(): Model<ApplicationDoc>;
@@ -36,6 +36,7 @@ interface Methods extends OutboxMethods, MongoMethods {
   archive(ctx: ApiContext, app: ApplicationDoc, reason: string): Promise<boolean>;
   unbindGateway(ctx: ApiContext, app: ApplicationDoc): Promise<boolean>;
   backgroundPass(): Promise<{ archived: number; unbound: number }>;
+  zoneCounts: ZoneCounters;
 }
 
 /** Days before the cutoff's own that each garbage-collection pass looks at. */
@@ -71,7 +72,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; traits?: string[] }>>) {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
-        checkBody(createBody, ctx.params.body, "invalid_application");
+        checkBody(APPLICATION_BODIES.create, ctx.params.body, "invalid_application");
         const body = ctx.params.body;
         assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.applicationName);
         const traits = body.traits ?? [];
@@ -81,6 +82,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         const events = [this.zoneEvent(ctx, zoneId, "application", doc._id, "created")];
         const [listed] = await this.listFields("Application", zoneId, [doc.created_at]);
         await this.apps().create({ ...doc, ...listed, ...withNewEvents(events) });
+        await this.zoneCounts.bump(zoneId, { total: 1 });
         await this.outboxKick("Application", doc._id, events);
         return created(ctx, `/v1/zones/${zoneId}/applications/${doc._id}`, { ...toPublicApplication(doc, false), client_secret: secret });
       },
@@ -89,7 +91,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     registerDcr: {
       params: {
         params: pathParams("zoneId"),
-        body: strictBody({ name: appName, expires_in: { type: "number", integer: true, min: 1, max: 3600, optional: true } }),
+        body: APPLICATION_BODIES.registerDcr,
       },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; expires_in?: number }>>) {
         const { zoneId } = ctx.params.params;
@@ -115,6 +117,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
           events = [this.zoneEvent(ctx, zoneId, "application", app._id, "created", { registration_method: "dcr" })];
           const [listed] = await this.listFields("Application", zoneId, [app.created_at]);
           await this.apps().create({ ...app, ...listed, ...withNewEvents(events) });
+          await this.zoneCounts.bump(zoneId, { total: 1 }, { add: [app._id, app.expires_at!.getTime()] });
           return app;
         });
         await this.outboxKick("Application", doc._id, events);
@@ -123,7 +126,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
     },
 
     update: {
-      params: { params: pathParams("zoneId", "id"), body: strictBody({ name: { ...appName, optional: true }, client_secret: { type: "string", min: 1, optional: true }, traits: traitList }) },
+      params: { params: pathParams("zoneId", "id"), body: APPLICATION_BODIES.update },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { name?: string; client_secret?: string; traits?: string[] }>>) {
         const { zoneId, id } = ctx.params.params;
         const body = ctx.params.body;
@@ -197,6 +200,25 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
       },
     },
 
+    /** Internal: the zone overview's application counts (maintained counters, see shared/zone-counters.ts). */
+    zoneStats: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        const zoneId = ctx.params.zone_id;
+        const counts = await this.zoneCounts.read(zoneId, async () => {
+          const live = await this.apps().find({ zone_id: zoneId, archived: false }, { expires_at: 1 }).lean<ApplicationDoc[]>();
+          return { counts: { total: live.length }, dated: live.filter((a) => a.expires_at).map((a) => [a._id, new Date(a.expires_at!).getTime()] as [string, number]) };
+        });
+        const now = Date.now();
+        return {
+          total: counts.total ?? 0,
+          expired: await this.zoneCounts.countDated(zoneId, "-inf", now - 1),
+          expiring_soon: await this.zoneCounts.countDated(zoneId, now, now + 7 * 24 * 3600 * 1000),
+        };
+      },
+    },
+
     /** Internal: what resources need to know about a gateway application. */
     resolveForGateway: {
       visibility: "public",
@@ -207,6 +229,9 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         return { id: app._id, zone_id: app.zone_id, registration_method: app.registration_method, expires_at: app.expires_at ? new Date(app.expires_at).toISOString() : null, archived: app.archived_at !== null };
       },
     },
+
+    // Internal, for the grants service's list rows: namesByIds.
+    ...(nameActions as unknown as ServiceSchema["actions"]),
 
     /** Internal: checks a client secret (the token service's job in production; used to prove rotation). */
     verifySecret: {
@@ -282,6 +307,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
         return true;
       });
       if (!done) return false;
+      await this.zoneCounts.bump(app.zone_id, { total: -1 }, { rem: app._id });
       await this.outboxKick("Application", app._id, events);
       // The domain event, for listeners that keep per-app state (caches); the unbinding does not rely on it.
       ctx.broadcast("applications.application.archived", { zone_id: app.zone_id, application_id: app._id });
@@ -341,6 +367,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
 
   created(this: any) {
     this.settings.dcrGcIntervalMs ??= config().dcrGcIntervalMs;
+    this.zoneCounts = new ZoneCounters(redisClient(this.settings.redisUrl ?? config().redisUrl), `${this.db.name}:zonestats:applications`);
   },
 
   started(this: any) {

@@ -1,9 +1,7 @@
 // Policies: Rego data documents and their versions, policy sets with manifests, activation, and decisions
 // evaluated by the real Open Policy Agent (compiled to WebAssembly once per policy-set version).
 import type { ServiceSchema } from "moleculer";
-import { Errors } from "moleculer";
 import type { Model } from "mongoose";
-import Validator from "fastest-validator";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
@@ -13,17 +11,20 @@ import { AppError, conflict, invalid, notFound } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
 import { newId } from "../../shared/ids";
 import { config } from "../../shared/config";
-import { pathParams, lenientBody, anyQuery } from "../../shared/validation";
+import { pathParams, anyQuery, checkBody } from "../../shared/validation";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { policySchema, policyVersionSchema, toPublicPolicy, toPublicPolicyVersion, versionSummary, type PolicyDoc, type PolicyVersionDoc } from "./models/policy.model";
 import { policySetSchema, policySetVersionSchema, toPublicPolicySet, toPublicSetVersion, activeSlot, idleSlot, type PolicySetDoc, type PolicySetVersionDoc } from "./models/policy-set.model";
 import { checkRego, isSupportedSchemaVersion, type Preview, DEFAULT_SCHEMA_VERSION, INPUT_SCHEMA_VERSION, OUTPUT_CONTRACT } from "./rego-check";
-import { manifestContractFailure, manifestSha256, normalizeManifest, contentSha256, inputWarnings, MANIFEST_MAX, type ManifestEntry, type ManifestMember } from "./manifest";
+import { manifestContractFailure, manifestSha256, normalizeManifest, contentSha256, inputWarnings, type ManifestEntry, type ManifestMember } from "./manifest";
 import { Opa, type OpaError } from "./opa";
 import { Evaluator } from "./evaluator";
 import { POLICY_TEMPLATES } from "./templates";
+import { ZoneCounters } from "../../shared/zone-counters";
+import { redisClient } from "../../shared/redis";
+import { POLICY_BODIES } from "./policies.api";
 import { POLICY_INVALIDATE_STREAM, newestInvalidation, outboxStatus, propagationStatus, type OutboxStatus, type StoredEntry } from "./activation-status";
 
 /** The platform modules bundled with every policy-set version. */
@@ -49,7 +50,6 @@ interface Methods extends OutboxMethods, MongoMethods {
   policyVersions(): Model<PolicyVersionDoc>;
   sets(): Model<PolicySetDoc>;
   setVersions(): Model<PolicySetVersionDoc>;
-  checkBody(ctx: ApiContext<RouteParams>, name: string): void;
   requireZone(ctx: ApiContext, zoneId: string): Promise<void>;
   assertRego(content: string, schemaVersion: string | undefined, withValidFlag: boolean): Promise<{ schemaVersion: string; preview: Preview }>;
   opaCheck(content: string): Promise<OpaError[]>;
@@ -64,30 +64,15 @@ interface Methods extends OutboxMethods, MongoMethods {
   buildBundle(manifest: ManifestEntry[]): Promise<{ ok: true; wasm: Buffer } | { ok: false; errors: OpaError[] }>;
   decide(version: PolicySetVersionDoc, input: unknown): Promise<DecisionOutcome>;
   outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined): Promise<OutboxStatus>;
+  zoneCounts: ZoneCounters;
+  warmActiveVersions(): Promise<void>;
 }
-
-const validator = new Validator();
-const idString = { type: "string", min: 1 } as const;
-const schemaVersionField = { type: "string", optional: true } as const;
-
-/** Bodies checked inside the handler, where the reference checks them after the zone (fields `body.*`). */
-const BODY_CHECKS = {
-  createPolicy: validator.compile({
-    body: lenientBody({
-      name: { type: "string", trim: true, min: 1, max: 256 },
-      description: { type: "string", optional: true, max: 4096 },
-      owner_type: { type: "string", optional: true, min: 1, max: 64 },
-      content: { type: "string", min: 1 },
-      schema_version: schemaVersionField,
-    }),
-  }),
-  createSet: validator.compile({
-    body: lenientBody({ name: { type: "string", trim: true, min: 1, max: 256 }, description: { type: "string", optional: true, max: 4096 } }),
-  }),
-} as Record<string, (v: unknown) => true | unknown[] | Promise<true | unknown[]>>;
 
 const zoneParams = pathParams("zoneId");
 const idParams = pathParams("zoneId", "id");
+
+/** Active versions compiled and loaded at start (each is an `opa build`, so only the most recent few). */
+const WARM_AT_START = 8;
 
 /** How long the decision path trusts a remembered policy set (changes also evict it at once). */
 const LIVE_SET_TTL_MS = 1000;
@@ -107,18 +92,20 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       PolicyVersion: { schema: policyVersionSchema, collection: "policy_versions" },
       PolicySet: { schema: policySetSchema, collection: "policy_sets" },
       PolicySetVersion: { schema: policySetVersionSchema, collection: "policy_set_versions" },
-    }, { listed: ["Policy", "PolicySet"] }),
+    }, { listed: ["Policy", "PolicySet", "PolicySetVersion"] }),
     OutboxMixin(["Policy", "PolicyVersion", "PolicySet", "PolicySetVersion"]),
   ],
 
   settings: {
-    /** Time limit of one decision; past it the evaluation fails (never a 5xx from simulate). */
-    evalTimeoutMs: 1000,
+    /**
+     * Time limit of one decision (`evalTimeoutMs`, default POLICY_EVAL_TIMEOUT_MS, 1000 ms); past it the
+     * evaluation fails (never a 5xx from simulate). Booting the evaluator and loading a bundle do not count.
+     */
   },
 
   actions: {
     validate: {
-      params: { body: lenientBody({ content: { type: "string", min: 1 }, schema_version: schemaVersionField }) },
+      params: { body: POLICY_BODIES.validate },
       async handler(ctx: ApiContext<RouteParams<{}, { content: string; schema_version?: string }>>) {
         const { schemaVersion, preview } = await this.assertRego(ctx.params.body.content, ctx.params.body.schema_version, true);
         return { valid: true, schema_version: schemaVersion, input_schema_version: INPUT_SCHEMA_VERSION, output_contract: OUTPUT_CONTRACT, preview };
@@ -158,7 +145,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; description?: string; owner_type?: string; content: string; schema_version?: string }>>) {
         const { zoneId } = ctx.params.params;
         await this.requireZone(ctx, zoneId);
-        this.checkBody(ctx, "createPolicy");
+        checkBody(POLICY_BODIES.create, ctx.params.body ?? {}, "invalid_body");
         const body = ctx.params.body;
         assertNotReserved(ctx.meta.actor, body.name, RESERVED_PREFIXES.policyName);
         const { schemaVersion } = await this.assertRego(body.content, body.schema_version, false);
@@ -194,7 +181,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     },
 
     createVersion: {
-      params: { params: idParams, body: lenientBody({ content: { type: "string", min: 1 }, schema_version: schemaVersionField }) },
+      params: { params: idParams, body: POLICY_BODIES.createVersion },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { content: string; schema_version?: string }>>) {
         const { zoneId, id } = ctx.params.params;
         const { content } = ctx.params.body;
@@ -259,7 +246,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, { name: string; description?: string }>>) {
         const { zoneId } = ctx.params.params;
         await this.requireZone(ctx, zoneId);
-        this.checkBody(ctx, "createSet");
+        checkBody(POLICY_BODIES.createSet, ctx.params.body ?? {}, "invalid_body");
         const body = ctx.params.body;
         const id = newId();
         const set: PolicySetDoc = {
@@ -275,6 +262,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
           if (isDuplicateKey(err)) throw conflict("policy_set_name_conflict", "a policy set with this name already exists in the zone");
           throw err;
         }
+        await this.zoneCounts.bump(zoneId, { policy_sets: 1 });
         await this.outboxKick("PolicySet", id, events);
         const { active_version_id: _active, ...pub } = toPublicPolicySet(set);
         void _active;
@@ -285,10 +273,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     createSetVersion: {
       params: {
         params: idParams,
-        body: lenientBody({
-          manifest: { type: "array", min: 1, max: MANIFEST_MAX, items: lenientBody({ policy_version_id: idString }) },
-          schema_version: schemaVersionField,
-        }),
+        body: POLICY_BODIES.createSetVersion,
       },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { manifest: ManifestEntry[]; schema_version?: string }>>) {
         const { zoneId, id } = ctx.params.params;
@@ -323,6 +308,20 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       },
     },
 
+    listSetVersions: {
+      params: { params: idParams, query: anyQuery },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
+        const { zoneId, id } = ctx.params.params;
+        // Versions are history: an archived set still lists them, as getSetVersion still shows one.
+        const set = await this.sets().findById(id, { zone_id: 1 }).lean<PolicySetDoc>();
+        if (!set || set.zone_id !== zoneId) throw notFound("policy_set_not_found", "policy set not found");
+        const filters = { policy_set_id: id };
+        const q = parseListQuery(ctx.params.query, undefined, filters);
+        const page = await this.listRows<PolicySetVersionDoc>("PolicySetVersion", id, q, { projection: { _outbox: 0 } });
+        return pageOf(page.rows, q, toPublicSetVersion, filters, "created_at", page.resumeAfter);
+      },
+    },
+
     getSetVersion: {
       params: { params: pathParams("zoneId", "id", "versionId") },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string; versionId: string }>>) {
@@ -335,7 +334,7 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     },
 
     activateSet: {
-      params: { params: idParams, body: lenientBody({ version_id: idString, shadow_version_id: { ...idString, optional: true } }) },
+      params: { params: idParams, body: POLICY_BODIES.activateSet },
       async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { version_id: string; shadow_version_id?: string }>>) {
         const { zoneId, id } = ctx.params.params;
         const { version_id: versionId, shadow_version_id: shadowId } = ctx.params.body;
@@ -372,8 +371,10 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         if (res.matchedCount !== 1) throw notFound("version_not_found", "version not found in this policy set");
         this.setChanged(ctx, id);
         await this.outboxKick("PolicySet", id, [invalidate, changed]);
-        // Warm the compiled bundle so the first decision after activation does not pay for the build.
-        void this.compiledBundle(version).catch(() => undefined);
+        // Warm the bundle (built and loaded into the evaluator) so the first decision after activation does not wait.
+        void this.compiledBundle(version)
+          .then((wasm: Buffer) => this.evaluator.preload(version._id, wasm))
+          .catch(() => undefined);
         ctx.meta.$statusCode = 202;
         const q = new URLSearchParams({ version_id: versionId, outbox_id: invalidate.id });
         return {
@@ -420,11 +421,10 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     },
 
     simulate: {
-      params: { params: idParams, body: lenientBody({ version_id: idString, input: { type: "object", optional: true } }) },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { version_id: string; input?: Record<string, unknown> | null }>>) {
+      params: { params: idParams, body: POLICY_BODIES.simulate },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, { version_id: string; input?: Record<string, unknown> }>>) {
         const { zoneId, id } = ctx.params.params;
         const body = ctx.params.body;
-        if (body.input === null) throw invalid("invalid_body", [{ path: ["input"], message: "input must be an object" }], "Request body failed validation");
         const version = await this.liveSetVersion(zoneId, id, body.version_id);
         if (!version) throw notFound("version_not_found", "version not found in this policy set");
         const failure = await this.contractFailure(version);
@@ -480,8 +480,27 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         });
         this.setChanged(ctx, id);
         if (!res || res.matched !== 1) throw notFound("policy_set_not_found", "policy set not found");
+        await this.zoneCounts.bump(zoneId, { policy_sets: -1 });
         await this.outboxKick("PolicySet", id, res.events);
         return noContent(ctx);
+      },
+    },
+
+    /** Internal: the zone overview's policy-set counts; a zone has at most one active set (its active slot). */
+    zoneStats: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        const zoneId = ctx.params.zone_id;
+        const [counts, active] = await Promise.all([
+          this.zoneCounts.read(zoneId, async () => {
+            const sets = await this.sets().find({ zone_id: zoneId, archived: false }, { _id: 1 }).lean<PolicySetDoc[]>();
+            return { counts: { policy_sets: sets.length } };
+          }),
+          this.sets().findOne({ active_slot: activeSlot(zoneId) }, { name: 1, active_version_id: 1, archived_at: 1 }).lean<PolicySetDoc>(),
+        ]);
+        const enforcing = active && !active.archived_at && active.active_version_id ? active : null;
+        return { total: counts.policy_sets ?? 0, enforcing: enforcing ? 1 : 0, active_name: enforcing?.name ?? null };
       },
     },
 
@@ -523,12 +542,6 @@ const PoliciesService: ServiceSchema<any, Methods> = {
     },
     setVersions(this: any) {
       return this.models.PolicySetVersion as Model<PolicySetVersionDoc>;
-    },
-
-    /** Validates `ctx.params.body` with a compiled schema; failures take the route's body code in the gateway. */
-    checkBody(ctx: ApiContext<RouteParams>, name: string) {
-      const res = BODY_CHECKS[name]!({ body: ctx.params.body ?? {} });
-      if (res !== true) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", res as unknown as object[]);
     },
 
     async requireZone(ctx: ApiContext, zoneId: string) {
@@ -573,6 +586,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
         let next = (p.version_ids?.length ?? 0) + 1;
         for (let attempt = 0; attempt < 20; attempt++, next++) {
           const doc = build(next);
+          // Set versions are listed per set: they take their bucket fields at creation.
+          if (child === this.setVersions()) Object.assign(doc, (await this.listFields("PolicySetVersion", parentId, [doc.created_at]))[0]);
           try {
             await child.create(doc);
           } catch (err) {
@@ -672,6 +687,15 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       return { ok: true, decision: out };
     },
 
+    /** At start, the most recently activated versions are compiled and loaded before the first decision asks. */
+    async warmActiveVersions(this: any) {
+      const sets = await this.sets().find({ archived_at: null, active_version_id: { $ne: null } }, { active_version_id: 1 }).sort({ activated_at: -1 }).limit(WARM_AT_START).lean();
+      for (const s of sets as PolicySetDoc[]) {
+        const version = s.active_version_id ? await this.setVersionById(s.active_version_id) : null;
+        if (version) await this.evaluator.preload(version._id, await this.compiledBundle(version));
+      }
+    },
+
     /** The invalidation entry of an activation, read back from the outbox state kept in the set document. */
     async outboxState(set: PolicySetDoc, versionId: string, outboxId: string | undefined) {
       const expected = { zoneId: set.zone_id, setId: set._id, versionId };
@@ -689,16 +713,19 @@ const PoliciesService: ServiceSchema<any, Methods> = {
 
   created(this: any) {
     this.opa = new Opa(this.settings.opaBin ?? config().opaBin);
-    this.evaluator = new Evaluator(this.settings.evalTimeoutMs);
+    this.evaluator = new Evaluator(this.settings.evalTimeoutMs ?? config().policyEvalTimeoutMs);
     this.bundles = new Map<string, Promise<Buffer>>();
     this.contractChecks = new Map<string, string | null>();
     this.setVersionCache = new Map<string, PolicySetVersionDoc>();
     this.checks = new Map<string, Promise<OpaError[]>>();
     this.liveSets = new Map<string, { set: PolicySetDoc | null; until: number }>();
+    this.zoneCounts = new ZoneCounters(redisClient(this.settings.redisUrl ?? config().redisUrl), `${this.db.name}:zonestats:policies`);
   },
 
   async started(this: any) {
     await this.opa.init();
+    await this.evaluator.warm();
+    void this.warmActiveVersions().catch((err: Error) => this.logger.warn({ err: err.message }, "warming active policy sets failed; they load on first use"));
   },
 
   async stopped(this: any) {

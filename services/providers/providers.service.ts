@@ -1,40 +1,24 @@
 // Providers and resources of a zone. Owns `providers`, `resources`, `zone_keys`, `provider_counters`.
 import type { ServiceSchema } from "moleculer";
 import type { Model } from "mongoose";
-import { randomBytes } from "node:crypto";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
-import { badRequest, conflict, notFound } from "../../shared/errors";
+import { badRequest, conflict, notFound, Problems } from "../../shared/errors";
 import { activeZoneOf } from "../../shared/zones-client";
-import { newId } from "../../shared/ids";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
-import { anyQuery, checkBody, lenientBody, pathParams } from "../../shared/validation";
+import { anyQuery, pathParams } from "../../shared/validation";
 import { config } from "../../shared/config";
 import { counterSchema, providerSchema, resourceSchema, toPublicProvider, toPublicResource, zoneKeySchema, type ProviderDoc, type ResourceDoc } from "./models/provider.model";
-import { PROVIDER_IDENTIFIER, PROVIDER_KINDS, providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
-import { checkOperations, resourceIdentifierBase, resourceIdentifierProblem, type Operation } from "./resource-rules";
-import { open, seal } from "./sealing";
-
-interface ProviderBody {
-  name?: string;
-  identifier?: string;
-  kind?: ProviderKind;
-  config_json?: Record<string, unknown>;
-}
-
-interface ResourceBody {
-  name?: string;
-  identifier?: string;
-  upstream_url?: string | null;
-  scopes?: string[];
-  credential_provider_id?: string | null;
-  gateway_application_id?: string | null;
-  operations?: Operation[];
-  operation_enforcement?: "enforced" | "transport_uniform";
-}
+import { ZoneCounters } from "../../shared/zone-counters";
+import { redisClient } from "../../shared/redis";
+import { providerIdentifierBase, validateProviderConfig, type ProviderKind } from "./provider-config";
+import { checkProviderCreate, checkProviderUpdate, checkResourceCreate, checkResourceMerged, checkResourceUpdateBody, throwFirst } from "./body-checks";
+import { seal } from "./sealing";
+import { grantSupportActions } from "./grant-support.actions";
+import { loadZoneDataKey } from "../../shared/zone-keys";
 
 interface Methods extends OutboxMethods, MongoMethods {
   providers(): Model<ProviderDoc>;
@@ -49,35 +33,9 @@ interface Methods extends OutboxMethods, MongoMethods {
   checkGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<void>;
   noneProvider(ctx: ApiContext, zoneId: string): Promise<string>;
   clearGatewayApp(ctx: ApiContext, zoneId: string, appId: string): Promise<number>;
+  adjustResourceCount(zoneId: string, delta: 1 | -1): Promise<boolean>;
+  zoneCounts: ZoneCounters;
 }
-
-const providerBody = (required: boolean) =>
-  lenientBody({
-    name: { type: "string", optional: true },
-    identifier: { type: "string", optional: true },
-    kind: { type: "enum", values: [...PROVIDER_KINDS], optional: !required },
-    config_json: { type: "object", optional: true },
-  });
-
-const resourceBody = (required: boolean) =>
-  lenientBody({
-    name: { type: "string", min: 1, max: 200, optional: true },
-    identifier: { type: "string", min: 1, optional: true },
-    upstream_url: { type: "url", nullable: true, optional: true },
-    scopes: { type: "array", items: "string", min: 1, optional: !required },
-    credential_provider_id: { type: "string", nullable: true, optional: true },
-    gateway_application_id: { type: "string", min: 1, nullable: true, optional: true },
-    operations: { type: "array", optional: true, items: { type: "object", props: { method: "string", path: "string", scope: "string" } } },
-    operation_enforcement: { type: "enum", values: ["enforced", "transport_uniform"], optional: true },
-  });
-
-/** fastest-validator lets null through an optional rule: these keys take no null (400 with the body's code). */
-function refuseNulls(body: object | undefined, keys: string[], code: string): void {
-  const bad = keys.filter((k) => (body as Record<string, unknown> | undefined)?.[k] === null);
-  if (bad.length) throw badRequest(code, "request body failed validation", { issues: bad.map((k) => ({ path: [k], message: "must not be null" })) });
-}
-const PROVIDER_NON_NULL = ["kind", "config_json"];
-const RESOURCE_NON_NULL = ["name", "identifier", "scopes", "operations", "operation_enforcement"];
 
 const isControl = (identifier: string) => identifier === config().controlAudience;
 const noneProviderId = (zoneId: string) => `provider-none-${zoneId}`;
@@ -116,22 +74,18 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
     },
 
     createProvider: {
+      // The body is checked in the handler: the reference looks the zone up first.
       params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, ProviderBody>>) {
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
-        checkBody(providerBody(true), ctx.params.body, "invalid_provider");
-        refuseNulls(ctx.params.body, PROVIDER_NON_NULL, "invalid_provider");
-        const body = ctx.params.body;
-        const name = body.name?.trim() || undefined;
-        const explicit = body.identifier?.trim() || undefined;
-        if (!name && !explicit) throw badRequest("invalid_provider", "name or identifier is required", { issues: [{ path: ["name"], message: "name or identifier is required" }] });
-        if (explicit && !PROVIDER_IDENTIFIER.test(explicit)) throw badRequest("invalid_provider_identifier", "identifier must be provider:// followed by a lower-case slug");
-        const kind = body.kind!;
-        const { publicConfig, secrets } = validateProviderConfig(kind, body.config_json, true);
+        const { name, explicit, kind, split } = checkProviderCreate(ctx.params.body);
+        const { publicConfig, secrets } = split;
         const base = explicit ?? providerIdentifierBase(name, kind);
         assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.providerIdentifier);
-        const id = newId();
+        const id = this.entityId(ctx);
+        const prior = await this.priorCreate<ProviderDoc>(ctx, "Provider", id);
+        if (prior) return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(prior));
         const now = new Date();
         const [listed] = await this.listFields("Provider", zoneId, [now]);
         const sealed = Object.keys(secrets).length ? await this.sealSecrets(zoneId, id, secrets) : null;
@@ -146,9 +100,12 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
             await this.providers().create({ ...doc, ...listed, ...withNewEvents(events) });
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
+            const raced = await this.priorCreate<ProviderDoc>(ctx, "Provider", id);
+            if (raced) return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(raced));
             if (explicit) throw conflict("provider_identifier_conflict", "an active provider in this zone already has this identifier");
             continue;
           }
+          await this.zoneCounts.bump(zoneId, { providers: 1 });
           await this.outboxKick("Provider", id, events);
           return created(ctx, `/v1/zones/${zoneId}/providers/${id}`, toPublicProvider(doc));
         }
@@ -157,25 +114,21 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
     },
 
     updateProvider: {
-      params: { params: pathParams("zoneId", "id"), body: providerBody(false) },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ProviderBody>>) {
+      params: { params: pathParams("zoneId", "id"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
-        const body = ctx.params.body;
-        refuseNulls(body, PROVIDER_NON_NULL, "invalid_provider");
-        const name = body.name?.trim() || undefined;
-        const identifier = body.identifier?.trim() || undefined;
-        if (identifier !== undefined && !PROVIDER_IDENTIFIER.test(identifier)) throw badRequest("invalid_provider_identifier", "identifier must be provider:// followed by a lower-case slug");
+        const { first, second, name, identifier, body, withKind } = checkProviderUpdate(ctx.params.body);
+        throwFirst(first, second);
         assertNotReserved(ctx.meta.actor, identifier, RESERVED_PREFIXES.providerIdentifier);
-        if (body.kind !== undefined && body.config_json === undefined) throw badRequest("provider_config_required", "changing kind needs config_json");
-        const withKind = body.kind !== undefined ? validateProviderConfig(body.kind, body.config_json, true) : null;
         // Decided before any existence check, as the reference does for providers.
-        if (name === undefined && identifier === undefined && body.kind === undefined && body.config_json === undefined) throw badRequest("no_fields", "nothing to update");
+        second.throwIfAny();
         let events: OutboxEntry[] = [];
         try {
           const updated = await this.locked(this.providers(), id, async () => {
             const current = await this.providerInZone(zoneId, id);
             // A config-only change is checked against the stored kind and secret names, read under the lock.
             const split = withKind ?? (body.config_json !== undefined ? validateProviderConfig(current.kind as ProviderKind, body.config_json, false, current.secret_config_keys) : null);
+            if (split) new Problems().addAll("invalid_provider_config", split.issues).throwIfAny();
             const set: Record<string, unknown> = { updated_at: new Date() };
             if (name !== undefined) set.name = name;
             if (identifier !== undefined) {
@@ -218,6 +171,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           // The identifier becomes reusable at once: the active key moves aside.
           await this.providers().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), archived: true, active_key: `${p.active_key}#archived#${id}` } }, events));
         });
+        await this.zoneCounts.bump(zoneId, { providers: -1 });
         await this.outboxKick("Provider", id, events);
         return noContent(ctx);
       },
@@ -244,42 +198,31 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
 
     createResource: {
       params: { params: pathParams("zoneId"), body: { type: "any", optional: true } },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }, ResourceBody>>) {
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string }>>) {
         const { zoneId } = ctx.params.params;
         await this.activeZone(ctx, zoneId);
-        checkBody(resourceBody(true), ctx.params.body, "invalid_resource");
-        refuseNulls(ctx.params.body, RESOURCE_NON_NULL, "invalid_resource");
-        const body = ctx.params.body;
-        if (!body.name && !body.identifier) throw badRequest("invalid_resource", "name or identifier is required", { issues: [{ path: ["name"], message: "name or identifier is required" }] });
-        if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
-        const base = body.identifier ?? resourceIdentifierBase(body.name!);
-        const control = isControl(base);
-        if (!control) {
-          const problem = resourceIdentifierProblem(base);
-          if (problem) throw badRequest("invalid_resource_identifier", problem);
-        }
+        const { first, second, body, base, control, operations } = checkResourceCreate(ctx.params.body, isControl);
+        throwFirst(first, second);
         assertNotReserved(ctx.meta.actor, base, RESERVED_PREFIXES.resourceIdentifier);
         if (control && ctx.meta.actor?.scope !== "global") throw conflict("protected_resource", "the control API resource is managed by global tokens only");
         let providerId = body.credential_provider_id ?? null;
         if (providerId) await this.providerInZone(zoneId, providerId).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
-        let gatewayApp = body.gateway_application_id ?? null;
-        if (!control) {
-          if (!providerId) throw badRequest("credential_provider_required", "a credential provider is required");
-          if (!body.upstream_url) throw badRequest("upstream_url_required", "an upstream URL is required");
-          if (!gatewayApp) throw badRequest("gateway_application_required", "a gateway application is required");
-        }
+        second.throwIfAny();
         const scopes = body.scopes!;
-        const operations = checkOperations(body.operations ?? [], scopes);
-        if (control) gatewayApp = null;
-        else await this.checkGatewayApp(ctx, zoneId, gatewayApp!);
+        let gatewayApp = control ? null : body.gateway_application_id!;
+        if (!control) await this.checkGatewayApp(ctx, zoneId, gatewayApp!);
         if (control && !providerId) providerId = await this.noneProvider(ctx, zoneId);
 
-        const id = newId();
-        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
-        // The quota counter and the insert run under one lock per zone.
-        return this.locked(counters, `resources:${zoneId}`, async () => {
-          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 0;
-          if (count >= config().maxResourcesPerZone) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
+        const id = this.entityId(ctx);
+        // A retry (same Idempotency-Key) of a create that was stored but never answered gets it back.
+        const prior = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
+        if (prior) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(prior));
+        // A place under the quota is taken first, under the zone's lock, and given back if the insert fails;
+        // the insert itself runs outside the lock, so creates in one zone queue only for the counter.
+        // A crash in between leaves the counter one too high (the zone then holds one fewer), never too low.
+        if (!(await this.adjustResourceCount(zoneId, +1))) throw conflict("resource_quota_exceeded", `a zone holds at most ${config().maxResourcesPerZone} resources`);
+        let stored = false;
+        try {
           const now = new Date();
           const [listed] = await this.listFields("Resource", zoneId, [now]);
           for (let attempt = 0; attempt < 50; attempt++) {
@@ -294,25 +237,29 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               await this.resources().create({ ...doc, ...listed, ...withNewEvents(events) });
             } catch (err) {
               if (!isDuplicateKey(err)) throw err;
+              const raced = await this.priorCreate<ResourceDoc>(ctx, "Resource", id);
+              if (raced) return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(raced));
               if (body.identifier) throw conflict("resource_identifier_conflict", "this identifier is already used in the zone");
               continue;
             }
-            await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: count + 1 } }, { upsert: true });
+            stored = true;
+            if (doc.operation_enforcement !== "enforced") await this.zoneCounts.bump(zoneId, { unenforced_resources: 1 });
             await this.outboxKick("Resource", id, events);
             return created(ctx, `/v1/zones/${zoneId}/resources/${id}`, toPublicResource(doc));
           }
           throw conflict("resource_identifier_conflict", "no free identifier for this name");
-        });
+        } finally {
+          if (!stored) await this.adjustResourceCount(zoneId, -1);
+        }
       },
     },
 
     updateResource: {
-      params: { params: pathParams("zoneId", "id"), body: resourceBody(false) },
-      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }, ResourceBody>>) {
+      params: { params: pathParams("zoneId", "id"), body: { type: "any", optional: true } },
+      async handler(ctx: ApiContext<RouteParams<{ zoneId: string; id: string }>>) {
         const { zoneId, id } = ctx.params.params;
-        const body = ctx.params.body;
-        refuseNulls(body, RESOURCE_NON_NULL, "invalid_resource");
-        if (body.upstream_url && !/^https?:\/\//i.test(body.upstream_url)) throw badRequest("invalid_resource", "upstream_url must be http or https", { issues: [{ path: ["upstream_url"], message: "must be an http(s) URL" }] });
+        const { first, body } = checkResourceUpdateBody(ctx.params.body);
+        first.throwIfAny();
         if (body.credential_provider_id) await this.providerInZone(zoneId, body.credential_provider_id).catch(() => { throw notFound("provider_not_found", "provider not found in this zone"); });
         if (body.gateway_application_id) await this.checkGatewayApp(ctx, zoneId, body.gateway_application_id);
         let events: OutboxEntry[] = [];
@@ -320,21 +267,15 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           const updated = await this.locked(this.resources(), id, async () => {
             // Not hidden here: the Control resource answers 409 protected_resource to non-global actors.
             const current = await this.storedResource(zoneId, id);
-            const identifier = body.identifier ?? current.identifier;
-            const control = isControl(identifier);
-            if (!control) {
-              const problem = resourceIdentifierProblem(identifier);
-              if (problem) throw badRequest("invalid_resource_identifier", problem);
-            }
+            const merged = { ...current, ...Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)) } as ResourceDoc;
+            const control = isControl(merged.identifier);
+            const checks = checkResourceMerged(merged, control);
+            throwFirst(checks.first, checks.second);
             assertNotReserved(ctx.meta.actor, body.identifier, RESERVED_PREFIXES.resourceIdentifier);
             if ((control || isControl(current.identifier)) && !isGlobal(ctx)) throw conflict("protected_resource", "the control API resource is managed by global tokens only");
-            const merged = { ...current, ...Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined)) } as ResourceDoc;
-            if (!control) {
-              if (!merged.credential_provider_id) throw badRequest("credential_provider_required", "a credential provider is required");
-              if (!merged.upstream_url) throw badRequest("upstream_url_required", "an upstream URL is required");
-              if (!merged.gateway_application_id) throw badRequest("gateway_application_required", "a gateway application is required");
-            } else merged.gateway_application_id = null;
-            const operations = checkOperations(merged.operations ?? [], merged.scopes);
+            checks.second.throwIfAny();
+            if (control) merged.gateway_application_id = null;
+            const operations = checks.operations;
             const set: Record<string, unknown> = {};
             for (const key of ["name", "identifier", "upstream_url", "scopes", "credential_provider_id", "operation_enforcement"] as const) {
               if (body[key] !== undefined && JSON.stringify(body[key]) !== JSON.stringify(current[key])) set[key] = body[key];
@@ -350,6 +291,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
               .join(",");
             events = [this.zoneEvent(ctx, zoneId, "resource", id, "updated", { changed_fields: changed })];
             await this.resources().updateOne({ _id: id }, pushEvents({ $set: set }, events));
+            if (set.operation_enforcement !== undefined) await this.zoneCounts.bump(zoneId, { unenforced_resources: set.operation_enforcement === "enforced" ? -1 : 1 });
             return { ...current, ...set } as ResourceDoc;
           });
           await this.outboxKick("Resource", id, events);
@@ -371,14 +313,30 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
           const r = await this.storedResource(zoneId, id);
           if (isControl(r.identifier)) throw conflict("protected_resource", "control API resource cannot be deleted");
           await this.resources().updateOne({ _id: id }, pushEvents({ $set: { archived_at: new Date(), archived: true, gateway_application_id: null } }, events));
+          if (r.operation_enforcement !== "enforced") await this.zoneCounts.bump(zoneId, { unenforced_resources: -1 });
         });
-        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
-        await this.locked(counters, `resources:${zoneId}`, async () => {
-          const count = (await counters.findById(`resources:${zoneId}`).lean())?.value ?? 1;
-          await counters.updateOne({ _id: `resources:${zoneId}` }, { $set: { value: Math.max(0, count - 1) } }, { upsert: true });
-        });
+        await this.adjustResourceCount(zoneId, -1);
         await this.outboxKick("Resource", id, events);
         return noContent(ctx);
+      },
+    },
+
+    /** Internal: the zone overview's counts (resources from the quota counter, the rest maintained in Redis). */
+    zoneStats: {
+      visibility: "public",
+      params: { zone_id: "string" },
+      async handler(ctx: ApiContext<{ zone_id: string }>) {
+        const zoneId = ctx.params.zone_id;
+        const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+        const [counts, quota] = await Promise.all([
+          this.zoneCounts.read(zoneId, async () => {
+            const providers = await this.providers().find({ zone_id: zoneId, archived: false }, { _id: 1 }).lean<ProviderDoc[]>();
+            const loose = await this.resources().find({ zone_id: zoneId, archived: false, operation_enforcement: "transport_uniform" }, { _id: 1 }).lean<ResourceDoc[]>();
+            return { counts: { providers: providers.length, unenforced_resources: loose.length } };
+          }),
+          counters.findById(`resources:${zoneId}`).lean(),
+        ]);
+        return { resources: { total: quota?.value ?? 0, unenforced: counts.unenforced_resources ?? 0 }, providers: { total: counts.providers ?? 0 } };
       },
     },
 
@@ -395,9 +353,27 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         return { cleared: await this.clearGatewayApp(ctx, ctx.params.zone_id, ctx.params.application_id) };
       },
     },
+
+    // Internal, for the grants service: resolveForGrant, oauthClientSecret, resourceNamesByIds.
+    ...(grantSupportActions as unknown as ServiceSchema["actions"]),
   },
 
   methods: {
+    /**
+     * Moves the zone's count of active resources by one, under the zone's lock; an increment that would pass
+     * the quota is refused (false).
+     */
+    async adjustResourceCount(zoneId: string, delta: 1 | -1) {
+      const counters = this.models.Counter as Model<{ _id: string; value: number }>;
+      const key = `resources:${zoneId}`;
+      return this.locked(counters, key, async () => {
+        const count = (await counters.findById(key).lean())?.value ?? 0;
+        if (delta > 0 && count >= config().maxResourcesPerZone) return false;
+        await counters.updateOne({ _id: key }, { $set: { value: Math.max(0, count + delta) } }, { upsert: true });
+        return true;
+      });
+    },
+
     providers(this: any) {
       return this.models.Provider as Model<ProviderDoc>;
     },
@@ -409,19 +385,9 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       await activeZoneOf(ctx, zoneId);
     },
 
-    /** The zone's data key, created on first use; concurrent first uses converge on one (unique _id). */
+    /** The zone's data key, created on first use (shared/zone-keys.ts). */
     async zoneDataKey(this: any, zoneId: string) {
-      const keys = this.models.ZoneKey as Model<{ _id: string; nonce: string; ciphertext: string; created_at?: Date }>;
-      let row = await keys.findById(zoneId).lean();
-      if (!row) {
-        try {
-          await keys.create({ _id: zoneId, ...seal(config().zoneKek, randomBytes(32), `zone-key:${zoneId}`), created_at: new Date() });
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err;
-        }
-        row = await keys.findById(zoneId).lean();
-      }
-      return open(config().zoneKek, row!, `zone-key:${zoneId}`);
+      return loadZoneDataKey(this.models.ZoneKey, config().zoneKek, zoneId);
     },
 
     async sealSecrets(zoneId: string, providerId: string, secrets: Record<string, string>) {
@@ -475,6 +441,7 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
         const events = [this.zoneEvent(ctx, zoneId, "provider", id, "created")];
         try {
           await this.providers().create({ _id: id, zone_id: zoneId, name: "No credential", identifier: "provider://none", active_key: activeKey, kind: "none", config_json: {}, secret_config_keys: [], secrets_sealed: null, created_at: now, updated_at: now, archived_at: null, archived: false, ...listed, ...withNewEvents(events) });
+          await this.zoneCounts.bump(zoneId, { providers: 1 });
           await this.outboxKick("Provider", id, events);
           return id;
         } catch (err) {
@@ -504,6 +471,10 @@ const ProvidersService: ServiceSchema<{}, Methods> = {
       }
       return cleared;
     },
+  },
+
+  created(this: any) {
+    this.zoneCounts = new ZoneCounters(redisClient(this.settings?.redisUrl ?? config().redisUrl), `${this.db.name}:zonestats:providers`);
   },
 };
 

@@ -1,5 +1,5 @@
 // Resource rules (reference-core §11.3): identifiers and operations.
-import { badRequest } from "../../shared/errors";
+import type { CodedIssue } from "../../shared/errors";
 
 /** An absolute URI, not `provider:`, without user info; null when valid, else the reason. */
 export function resourceIdentifierProblem(identifier: string): string | null {
@@ -27,20 +27,24 @@ export interface Operation {
   scope: string;
 }
 
-/** Normalises (method upper-cased, path trimmed) and checks operations against the effective scopes. */
-export function checkOperations(ops: Operation[], scopes: string[]): Operation[] {
+/**
+ * Normalises (method upper-cased, path trimmed) and checks operations against the effective scopes,
+ * reporting every broken rule with its code (paths `operations.<i>.…`).
+ */
+export function checkOperations(ops: Operation[], scopes: string[]): { operations: Operation[]; issues: CodedIssue[] } {
   const out: Operation[] = [];
+  const issues: CodedIssue[] = [];
   const seen = new Set<string>();
-  for (const op of ops) {
+  ops.forEach((op, i) => {
     const method = op.method.trim().toUpperCase();
     const path = op.path.trim();
-    if (!method || !path) throw badRequest("operation_method_and_path_required", "each operation needs a method and a path");
-    if (!path.startsWith("/")) throw badRequest("operation_path_must_be_absolute", `operation path "${path}" must start with /`);
-    if (!scopes.includes(op.scope)) throw badRequest("operation_scope_not_in_resource_scopes", `operation scope "${op.scope}" is not one of the resource scopes`);
+    if (!method || !path) return void issues.push({ code: "operation_method_and_path_required", path: ["operations", i], message: "each operation needs a method and a path" });
+    if (!path.startsWith("/")) issues.push({ code: "operation_path_must_be_absolute", path: ["operations", i, "path"], message: `operation path "${path.slice(0, 200)}" must start with /` });
+    if (!scopes.includes(op.scope)) issues.push({ code: "operation_scope_not_in_resource_scopes", path: ["operations", i, "scope"], message: `operation scope "${op.scope.slice(0, 128)}" is not one of the resource scopes` });
     const key = `${method} ${path}`;
-    if (seen.has(key)) throw badRequest("operation_duplicate", `operation ${key} is listed twice`);
+    if (seen.has(key)) issues.push({ code: "operation_duplicate", path: ["operations", i], message: `operation ${key.slice(0, 200)} is listed twice` });
     seen.add(key);
     out.push({ method, path, scope: op.scope });
-  }
-  return out;
+  });
+  return { operations: out, issues };
 }

@@ -5,7 +5,6 @@ import { OBJECT_LIMITS, parseListQuery, pageOf } from "../../shared/pagination";
 import { anyQuery, pathParams } from "../../shared/validation";
 import { conflict, notFound } from "../../shared/errors";
 import { pushEvents, type OutboxEntry } from "../../shared/outbox/entry";
-import { runtimeStream } from "../../shared/streams/names";
 import type { ApiContext, RouteParams } from "../../shared/meta";
 import type { MongoMethods } from "../../shared/mixins/mongo.mixin";
 import type { OutboxMethods } from "../../shared/mixins/outbox.mixin";
@@ -59,7 +58,8 @@ export const challengeActions: NonNullable<ServiceSchema<any, Host>["actions"]> 
         if (!session || session.zone_id !== zoneId) return null;
         if (session.subject_id !== null && session.subject_id === approver) return null;
         events = [
-          this.event(ctx, runtimeStream(CHALLENGES_STREAM), {
+          // The relay writes it to STREAM_PREFIX + the name, as every outbox entry.
+          this.event(ctx, CHALLENGES_STREAM, {
             event: "satisfied",
             zone_id: zoneId,
             challenge_id: id,

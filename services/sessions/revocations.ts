@@ -9,7 +9,6 @@ import type { Model } from "mongoose";
 import type { Outcome, StreamEntry } from "../../shared/streams/consumer";
 import { outboxEntry, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { isDuplicateKey } from "../../shared/meta";
-import { runtimeStream } from "../../shared/streams/names";
 import { PATH_ID_PATTERN } from "../../shared/ids";
 import { AGENTS_STREAM, REVOKE_STREAM } from "./entries";
 import type { EffectDoc, EffectItem, ClosedZoneDoc } from "./models/support.model";
@@ -85,7 +84,7 @@ export class Revocations {
         const active = await S.find({ zone_id: zoneId, subject_id: subjectId, status: "active" }, { _id: 1, parent_id: 1 }).lean();
         return active.map((s): EffectItem => ({ kind: "session", id: s._id, parent_id: s.parent_id, to: "revoked", reason: "grant_revoked" }));
       },
-      (item) => [outboxEntry(runtimeStream(REVOKE_STREAM), { zone_id: zoneId, session_id: item.id, reason: "grant_revoked", grant_id: grantId }, requestId)],
+      (item) => [outboxEntry(REVOKE_STREAM, { zone_id: zoneId, session_id: item.id, reason: "grant_revoked", grant_id: grantId }, requestId)],
     );
   }
 
@@ -114,10 +113,10 @@ export class Revocations {
       },
       (item) =>
         item.kind === "session"
-          ? [outboxEntry(runtimeStream(REVOKE_STREAM), { zone_id: zoneId, session_id: item.id, reason }, requestId)]
+          ? [outboxEntry(REVOKE_STREAM, { zone_id: zoneId, session_id: item.id, reason }, requestId)]
           : [
-              outboxEntry(runtimeStream(AGENTS_STREAM), { event: "terminate", zone_id: zoneId, agent_session_id: item.id, parent_id: item.parent_id, reason }, requestId),
-              outboxEntry(runtimeStream(REVOKE_STREAM), { zone_id: zoneId, session_id: item.subject_session_id ?? null, agent_session_id: item.id, reason }, requestId),
+              outboxEntry(AGENTS_STREAM, { event: "terminate", zone_id: zoneId, agent_session_id: item.id, parent_id: item.parent_id, reason }, requestId),
+              outboxEntry(REVOKE_STREAM, { zone_id: zoneId, session_id: item.subject_session_id ?? null, agent_session_id: item.id, reason }, requestId),
             ],
     );
   }

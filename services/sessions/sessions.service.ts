@@ -5,10 +5,9 @@ import type { Model } from "mongoose";
 import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, ZONE_EVENTS_STREAM, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { StreamConsumer, consumerName, sigVerifier, type StreamEntry, type Outcome } from "../../shared/streams/consumer";
-import { runtimeStream } from "../../shared/streams/names";
 import { tryDocLock } from "../../shared/doc-lock";
 import { redisClient } from "../../shared/redis";
-import { config } from "../../shared/config";
+import { config, streamName } from "../../shared/config";
 import type { OutboxEntry } from "../../shared/outbox/entry";
 import { AGENTS_STREAM, CHALLENGES_STREAM, SESSIONS_STREAM } from "./entries";
 import { sessionSchema, type SessionDoc } from "./models/session.model";
@@ -166,9 +165,9 @@ const SessionsService: ServiceSchema<{ reaperMs?: number }, Methods> = {
     /** The ingest code of one stream (also how held entries are applied, by their stream). */
     async dispatch(this: any, stream: string, entries: StreamEntry[]) {
       const host = this.host();
-      if (stream === runtimeStream(SESSIONS_STREAM)) return ingestSessions(host, stream, entries);
-      if (stream === runtimeStream(AGENTS_STREAM)) return this.agents.ingest(stream, entries);
-      if (stream === runtimeStream(CHALLENGES_STREAM)) return ingestChallenges(host, stream, entries);
+      if (stream === streamName(SESSIONS_STREAM)) return ingestSessions(host, stream, entries);
+      if (stream === streamName(AGENTS_STREAM)) return this.agents.ingest(stream, entries);
+      if (stream === streamName(CHALLENGES_STREAM)) return ingestChallenges(host, stream, entries);
       return entries.map(() => ({ dlq: "unknown_stream" }));
     },
 
@@ -240,14 +239,14 @@ const SessionsService: ServiceSchema<{ reaperMs?: number }, Methods> = {
       maxDeliveries: cfg.streams.maxDeliveries,
       logger: this.logger,
     };
-    const runtime = [SESSIONS_STREAM, AGENTS_STREAM, CHALLENGES_STREAM].map((name) => runtimeStream(name));
+    const runtime = [SESSIONS_STREAM, AGENTS_STREAM, CHALLENGES_STREAM].map((name) => streamName(name));
     this.consumers = [
       // Runtime entries may be handled out of order (held, ordered by entry id where it matters): batches overlap.
       ...runtime.map((stream) => new StreamConsumer({ ...common, concurrency: cfg.streams.concurrency, stream, handle: (entries) => this.dispatch(stream, entries) })),
       // Only what comes after the group is made: the zone events before it concern sessions never ingested here.
       new StreamConsumer({
         ...common,
-        stream: ZONE_EVENTS_STREAM,
+        stream: streamName(ZONE_EVENTS_STREAM),
         startId: "$",
         verify: (stream, fields) => (isRevocationCause(fields) ? common.verify(stream, fields) : null),
         handle: (entries) => this.revocations.handle(entries),

@@ -5,13 +5,13 @@ import { MongoMixin, type MongoMethods } from "../../shared/mixins/mongo.mixin";
 import { OutboxMixin, type OutboxMethods } from "../../shared/mixins/outbox.mixin";
 import { pushEvents, withNewEvents, type OutboxEntry } from "../../shared/outbox/entry";
 import { AppError, badRequest, conflict, notFound } from "../../shared/errors";
-import { newId } from "../../shared/ids";
-import { pathParams, strictBody, anyQuery } from "../../shared/validation";
+import { pathParams, anyQuery } from "../../shared/validation";
 import { parseListQuery, pageOf } from "../../shared/pagination";
 import { assertNotReserved, isReserved, RESERVED_PREFIXES } from "../../shared/reserved";
 import { created, isDuplicateKey, noContent, type ApiContext, type RouteParams } from "../../shared/meta";
 import { zoneSchema, slugCounterSchema, toPublicZone, type ZoneDoc } from "./models/zone.model";
-import { SLUG_PATTERN, slugBase } from "./slug";
+import { slugBase } from "./slug";
+import { ZONE_BODIES } from "./zones.api";
 
 interface ZoneBody {
   name?: string;
@@ -30,8 +30,6 @@ interface Methods extends OutboxMethods, MongoMethods {
   zoneChanged(ctx: ApiContext, id: string): void;
 }
 
-const zoneName = { type: "string", trim: true, min: 1, max: 120 } as const;
-const zoneSlug = { type: "string", pattern: SLUG_PATTERN, messages: { stringPattern: "slug must match ^[a-z0-9-]+$" } } as const;
 const idParams = pathParams("id");
 /** Zones are not inside a zone: they are listed in one scope. */
 const ALL_ZONES = "all";
@@ -72,14 +70,17 @@ const ZonesService: ServiceSchema<{}, Methods> = {
 
     create: {
       params: {
-        body: strictBody({ name: zoneName, slug: { ...zoneSlug, optional: true }, dcr_enabled: { type: "boolean", optional: true } }),
+        body: ZONE_BODIES.create,
       },
       async handler(ctx: ApiContext<RouteParams<{}, ZoneBody>>) {
         const body = ctx.params.body;
         const name = body.name!;
         assertNotReserved(ctx.meta.actor, name, RESERVED_PREFIXES.zoneName);
         assertNotReserved(ctx.meta.actor, body.slug, RESERVED_PREFIXES.zoneSlug);
-        const id = newId();
+        const id = this.entityId(ctx);
+        // A retry (same Idempotency-Key) of a create that was stored but never answered gets that zone back.
+        const prior = await this.priorCreate<ZoneDoc>(ctx, "Zone", id);
+        if (prior) return created(ctx, `/v1/zones/${id}`, toPublicZone(prior));
         const now = new Date();
         const reserved = isReserved(name, RESERVED_PREFIXES.zoneName) || isReserved(body.slug, RESERVED_PREFIXES.zoneSlug);
         // The unique slug index decides; a generated slug that is taken moves on to the next suffix,
@@ -96,6 +97,8 @@ const ZonesService: ServiceSchema<{}, Methods> = {
             return created(ctx, `/v1/zones/${id}`, toPublicZone(doc));
           } catch (err) {
             if (!isDuplicateKey(err)) throw err;
+            const raced = await this.priorCreate<ZoneDoc>(ctx, "Zone", id);
+            if (raced) return created(ctx, `/v1/zones/${id}`, toPublicZone(raced));
             if (body.slug !== undefined) throw conflict("zone_slug_conflict", "slug is already used by another zone");
           }
         }
@@ -106,13 +109,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
     update: {
       params: {
         params: idParams,
-        body: strictBody({
-          name: { ...zoneName, optional: true },
-          slug: { ...zoneSlug, optional: true },
-          dcr_enabled: { type: "boolean", optional: true },
-          dcr_shutdown: { type: "enum", values: ["keep_live", "revoke_live"], optional: true },
-          operator_coauthor_badge: { type: "boolean", optional: true },
-        }),
+        body: ZONE_BODIES.update,
       },
       async handler(ctx: ApiContext<RouteParams<{ id: string }, ZoneBody>>) {
         const { id } = ctx.params.params;
@@ -132,6 +129,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         try {
           updated = await this.locked(this.zones(), id, async () => {
             const zone = await this.activeZone(id);
+            if (this.appliedBefore(ctx, zone)) return zone;
             if (body.dcr_enabled === false && (zone.dcr_enabled || body.dcr_shutdown)) {
               const live = await this.liveDcrCount(ctx, id);
               if (live > 0 && !body.dcr_shutdown) {
@@ -169,6 +167,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         const now = new Date();
         const events = [this.zoneEvent(ctx, id, "zone", id, "deleted")];
         await this.locked(this.zones(), id, async () => {
+          if (this.appliedBefore(ctx, await this.zones().findById(id).lean<ZoneDoc>())) return;
           await this.activeZone(id);
           await this.zones().updateOne({ _id: id }, pushEvents({ $set: { archived_at: now, archived: true, updated_at: now } }, events));
         });

@@ -17,6 +17,9 @@
 // The sequence lives in Redis (INCRBY, one round trip). When Redis has lost it (restart without
 // persistence), it is re-seeded past the highest bucket that has a mark, so new rows open a new bucket;
 // marks are written before the rows they cover, so a crash leaves at worst an empty bucket.
+//
+// Retention removes whole buckets (`deleteMany({_bucket})`, an equality) and then retires their marks: a
+// retired mark stays (recovery still finds the highest bucket) but no page reads its bucket again.
 import type { Model } from "mongoose";
 import type Redis from "ioredis";
 import { Schema } from "mongoose";
@@ -36,6 +39,10 @@ export interface BucketMark {
   first_at: Date;
   min_ts: Date;
   max_ts: Date;
+  /** Set once retention has removed the bucket's rows. */
+  retired?: boolean;
+  /** `<list>|<scope>|c<bucket / MARK_CHUNK>`: a process that is far behind reads new marks a chunk at a time. */
+  chunk?: string;
 }
 
 export interface ListWindow {
@@ -76,6 +83,9 @@ const PAGE_BUDGET_MS = 1500;
 /** Buckets at most this far below the top are re-read, since their marks may still widen. */
 const OPEN_BUCKETS = 2;
 const MAX_CACHED_MARKS = 2_000_000;
+/** New buckets since the last read that are fetched one by one; past this, by chunks of MARK_CHUNK marks. */
+const MAX_POINT_REFRESH = 16;
+const MARK_CHUNK = 64;
 /**
  * Rows of closed buckets are kept in memory and reused while the list's update version (a Redis counter
  * every locked update of a listed document bumps, see MongoMixin.locked) is unchanged: a page then costs
@@ -87,9 +97,15 @@ const ROW_CACHE_TTL_MS = 30_000;
 /** How far past its newest timestamp a mark's range is written (see flushMark). */
 const PREWIDEN_MS = 200;
 
+interface CachedMark {
+  min: number;
+  max: number;
+  retired?: boolean;
+}
+
 interface CachedMarks {
   /** Marks by bucket number (sparse when a mark is missing). */
-  marks: Map<number, { min: number; max: number }>;
+  marks: Map<number, CachedMark>;
   /** Buckets below this are final in the cache. */
   loadedTop: number;
 }
@@ -98,6 +114,7 @@ const ms = (d: Date | string | number) => new Date(d).getTime();
 
 export class ListSequence {
   private readonly cache = new Map<string, CachedMarks>();
+  private readonly openBuckets: number;
   private cachedCount = 0;
   private readonly recovering = new Map<string, Promise<void>>();
   /** Mark ranges this process knows are stored (it wrote or read them): inserts they cover need no write. */
@@ -113,7 +130,16 @@ export class ListSequence {
     /** The listed collection: sequences and marks are per collection and scope. */
     private readonly list: string,
     private readonly keyPrefix: string,
+    /** Rows per bucket; fixed for the life of a list (it decides every row's bucket). */
+    private readonly bucketSize: number = BUCKET_SIZE,
+    /**
+     * The newest rows whose buckets are always read from the store, never from the row cache: at least as
+     * many as one writer inserts at once, since a bucket whose numbers are handed out may still be filling
+     * (a batch of 1,000 spans sixteen buckets of 64; caching the first of them mid-insert would hide rows).
+     */
+    openRows: number = OPEN_BUCKETS * BUCKET_SIZE,
   ) {
+    this.openBuckets = Math.max(OPEN_BUCKETS, Math.ceil(openRows / bucketSize));
     if (!(redis as any).listSeqNext) redis.defineCommand("listSeqNext", { numberOfKeys: 1, lua: NEXT });
   }
 
@@ -164,6 +190,10 @@ export class ListSequence {
     return `${this.list}|${scope}`;
   }
 
+  private chunkKey(scope: string, bucket: number): string {
+    return `${this.list}|${scope}|c${Math.floor(bucket / MARK_CHUNK)}`;
+  }
+
   /**
    * Reserves one sequence number per timestamp and widens the marks of the buckets they fall in, before
    * the caller inserts: fields for each new document, in order.
@@ -182,7 +212,7 @@ export class ListSequence {
     const ranges = new Map<number, { min: number; max: number }>();
     timestamps.forEach((ts, i) => {
       const seq = first + i;
-      const bucket = Math.floor(seq / BUCKET_SIZE);
+      const bucket = Math.floor(seq / this.bucketSize);
       fields.push({ _seq: seq, _bucket: `${scope}:${bucket}` });
       const t = ms(ts);
       const r = ranges.get(bucket);
@@ -213,7 +243,7 @@ export class ListSequence {
         const top = await this.highestMarkedBucket(scope);
         // The next number opens a fresh bucket: a bucket that was open when the counter was lost keeps
         // the rows it had, and no bucket ever takes more than BUCKET_SIZE after a recovery.
-        const next = top < 0 ? -1 : (top + 1) * BUCKET_SIZE - 1;
+        const next = top < 0 ? -1 : (top + 1) * this.bucketSize - 1;
         await this.redis.set(this.key(scope), String(next), "NX");
       })().finally(() => this.recovering.delete(scope));
       this.recovering.set(scope, running);
@@ -282,7 +312,8 @@ export class ListSequence {
           const mark = await this.marks.findById(id).lean();
           if (!mark) {
             try {
-              await this.marks.create({ _id: id, list: this.listKey(scope), first_at: new Date(), min_ts: new Date(min), max_ts: new Date(max) });
+              const bucket = Number(id.slice(id.lastIndexOf("|") + 1));
+              await this.marks.create({ _id: id, list: this.listKey(scope), chunk: this.chunkKey(scope, bucket), first_at: new Date(), min_ts: new Date(min), max_ts: new Date(max) });
               this.remember(id, min, max);
               return;
             } catch (err) {
@@ -306,15 +337,15 @@ export class ListSequence {
   }
 
   /** The marks of a scope: final ones from memory, the top few re-read. */
-  private async marksOf(scope: string, topBucket: number): Promise<Map<number, { min: number; max: number }>> {
+  private async marksOf(scope: string, topBucket: number): Promise<Map<number, CachedMark>> {
     let entry = this.cache.get(scope);
     if (!entry) {
       // First read of this scope in this process: one query over its marks (~BUCKET_SIZE times fewer than rows).
-      const all = await this.marks.find({ list: this.listKey(scope) }, { min_ts: 1, max_ts: 1 }).lean();
+      const all = await this.marks.find({ list: this.listKey(scope) }, { min_ts: 1, max_ts: 1, retired: 1 }).lean();
       entry = { marks: new Map(), loadedTop: -1 };
       for (const m of all) {
         const b = Number(String(m._id).slice(String(m._id).lastIndexOf("|") + 1));
-        entry.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts) });
+        entry.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts), ...(m.retired ? { retired: true } : {}) });
       }
       this.cachedCount += entry.marks.size;
       if (this.cachedCount > MAX_CACHED_MARKS) {
@@ -322,21 +353,64 @@ export class ListSequence {
         this.cachedCount = entry.marks.size;
       }
       this.cache.set(scope, entry);
+    } else if (topBucket - entry.loadedTop > MAX_POINT_REFRESH) {
+      // The list grew a lot since this process last read it (ingest in another process): the new marks a
+      // chunk (MARK_CHUNK marks) per query, rather than one query per mark (14,000 of those timed a page
+      // out at 1M rows) or all of the list's marks again.
+      const from = Math.max(0, entry.loadedTop - OPEN_BUCKETS);
+      const chunks: string[] = [];
+      for (let c = Math.floor(from / MARK_CHUNK); c <= Math.floor(topBucket / MARK_CHUNK); c++) chunks.push(this.chunkKey(scope, c * MARK_CHUNK));
+      const found: { _id: unknown; min_ts: Date; max_ts: Date; retired?: boolean }[] = [];
+      for (let i = 0; i < chunks.length; i += 8) {
+        const parts = await Promise.all(chunks.slice(i, i + 8).map((chunk) => this.marks.find({ chunk }, { min_ts: 1, max_ts: 1, retired: 1 }).lean()));
+        for (const p of parts) found.push(...p);
+      }
+      const seen = new Set<number>();
+      for (const m of found) {
+        const b = Number(String(m._id).slice(String(m._id).lastIndexOf("|") + 1));
+        seen.add(b);
+        if (b < from) continue;
+        if (!entry.marks.has(b)) this.cachedCount++;
+        entry.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts), ...(m.retired ? { retired: true } : {}) });
+      }
+      // Marks written before marks had chunks: by id (few; a mark not found at all stays "could hold anything").
+      const missing: number[] = [];
+      for (let b = from; b <= topBucket && missing.length <= MARK_CHUNK * 4; b++) if (!seen.has(b)) missing.push(b);
+      const byId = await Promise.all(missing.map((b) => this.marks.findById(this.markId(scope, b), { min_ts: 1, max_ts: 1, retired: 1 }).lean()));
+      missing.forEach((b, i) => {
+        const m = byId[i];
+        if (!m) return;
+        if (!entry!.marks.has(b)) this.cachedCount++;
+        entry!.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts), ...(m.retired ? { retired: true } : {}) });
+      });
     } else {
       const from = Math.max(0, Math.min(entry.loadedTop, topBucket) - OPEN_BUCKETS);
       const ids = [];
       for (let b = from; b <= topBucket; b++) ids.push(b);
-      const found = await Promise.all(ids.map((b) => this.marks.findById(this.markId(scope, b), { min_ts: 1, max_ts: 1 }).lean()));
+      const found = await Promise.all(ids.map((b) => this.marks.findById(this.markId(scope, b), { min_ts: 1, max_ts: 1, retired: 1 }).lean()));
       ids.forEach((b, i) => {
         const m = found[i];
         if (m) {
           if (!entry!.marks.has(b)) this.cachedCount++;
-          entry!.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts) });
+          entry!.marks.set(b, { min: ms(m.min_ts), max: ms(m.max_ts), ...(m.retired ? { retired: true } : {}) });
         }
       });
     }
     entry.loadedTop = topBucket;
     return entry.marks;
+  }
+
+  /**
+   * Marks buckets whose rows retention has removed: pages stop reading them (here at once; in other
+   * processes once their cached marks are reloaded, until then they read an empty bucket).
+   */
+  async retire(scope: string, buckets: number[]): Promise<void> {
+    for (const bucket of buckets) {
+      const id = this.markId(scope, bucket);
+      await withDocLock(this.redis, `${this.marks.db.name}:${this.marks.collection.name}:${id}`, () => this.marks.updateOne({ _id: id }, { $set: { retired: true } }));
+      const cached = this.cache.get(scope)?.marks.get(bucket);
+      if (cached) cached.retired = true;
+    }
   }
 
   /**
@@ -349,7 +423,7 @@ export class ListSequence {
     const [top, version] = await Promise.all([this.top(scope), this.redis.get(this.versionKey())]);
     const result: ListRowsResult<R> = { rows: [], decoded: 0, buckets: 0 };
     if (top < 0) return result;
-    const topBucket = Math.floor(top / BUCKET_SIZE);
+    const topBucket = Math.floor(top / this.bucketSize);
     const marks = await this.marksOf(scope, topBucket);
     const upper = Math.min(after ? ms(after.ts) : Infinity, opts.window?.until !== undefined ? ms(opts.window.until) - 0 : Infinity);
     const lower = opts.window?.since !== undefined ? ms(opts.window.since) : -Infinity;
@@ -357,7 +431,7 @@ export class ListSequence {
     const candidates: { bucket: number; min: number; max: number }[] = [];
     for (let b = topBucket; b >= 0; b--) {
       const m = marks.get(b) ?? { min: -Infinity, max: Infinity };
-      if (m.min <= upper && m.max >= lower) candidates.push({ bucket: b, ...m });
+      if (!m.retired && m.min <= upper && m.max >= lower) candidates.push({ bucket: b, min: m.min, max: m.max });
     }
     candidates.sort((a, b) => b.max - a.max || b.bucket - a.bucket);
 
@@ -375,11 +449,15 @@ export class ListSequence {
     const started = Date.now();
     let i = 0;
     let batch = 1;
+    // How much of a full bucket the sequence has filled in bucket b (the top one is usually partial).
+    const share = (b: number) => (Math.min(top, (b + 1) * this.bucketSize - 1) - b * this.bucketSize + 1) / this.bucketSize;
+    let filled = 0;
     while (i < candidates.length && result.rows.length <= limit) {
       if (result.buckets >= MAX_BUCKETS_PER_PAGE || (result.buckets > 0 && Date.now() - started > PAGE_BUDGET_MS)) break;
       const now = candidates.slice(i, i + batch);
       i += now.length;
-      const fetched = await Promise.all(now.map((c) => this.bucketRows(model, scope, c.bucket, c.bucket > topBucket - OPEN_BUCKETS, version ?? "0", opts, result)));
+      const fetched = await Promise.all(now.map((c) => this.bucketRows(model, scope, c.bucket, c.bucket > topBucket - this.openBuckets, version ?? "0", opts, result)));
+      for (const c of now) filled += share(c.bucket);
       for (const rows of fetched) {
         result.buckets++;
         for (const row of rows) if (before(row) && (!opts.match || opts.match(row))) pool.push(row);
@@ -391,7 +469,8 @@ export class ListSequence {
       while (k < pool.length && ms(pool[k]![tsField]) > bound) k++;
       result.rows.push(...pool.splice(0, k));
       // Filters that select little: read as many buckets at a time as the yield so far suggests (up to 4).
-      const perBucket = (result.rows.length + pool.length) / result.buckets;
+      // Yield per full bucket: a top bucket holding a few rows does not make an unfiltered page read four more.
+      const perBucket = (result.rows.length + pool.length) / Math.max(filled, 1 / this.bucketSize);
       batch = Math.max(1, Math.min(4, Math.ceil((limit + 1 - result.rows.length) / Math.max(perBucket, 1))));
     }
     if (result.rows.length > limit + 1) result.rows.length = limit + 1;
@@ -414,10 +493,13 @@ export const bucketMarkSchema = new Schema(
     first_at: { type: Date, required: true },
     min_ts: { type: Date, required: true },
     max_ts: { type: Date, required: true },
+    retired: { type: Boolean },
+    chunk: { type: String },
   },
   { versionKey: false, _id: false },
 );
 bucketMarkSchema.index({ list: 1 });
+bucketMarkSchema.index({ chunk: 1 });
 
 /** The fields and index a listed schema adds. */
 export const listedFields = { _seq: { type: Number }, _bucket: { type: String } } as const;

@@ -15,7 +15,7 @@ import { config } from "../config";
 import { redisClient } from "../redis";
 import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
-import { ensureStandInIndexes } from "../store/ferret-indexes";
+import { analyzeStandIn, ensureStandInIndexes } from "../store/ferret-indexes";
 import { BUCKET_SIZE, ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
 import type { ListQuery } from "../pagination";
 
@@ -38,11 +38,20 @@ export interface MongoMethods {
   listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
   /** Every bucket key of a scope, newest first: a whole-scope job (a reaper) reads or updates one bucket at a time. */
   listBuckets(model: string, scope: string): Promise<string[]>;
+  /**
+   * Refreshes the stand-in's table statistics of this service's collections (a no-op on MongoDB); also run
+   * at start and every STATS_REFRESH_MS. Services whose collections grow fast call it more often.
+   */
+  analyzeStore(): void;
+  /** After deleting the rows of whole buckets (retention): no page reads those buckets again. */
+  retireListBuckets(model: string, scope: string, buckets: number[]): Promise<void>;
 }
 
 export interface MongoOptions {
   /** Models listed through bucketed pages; their documents carry `_seq` and `_bucket` (shared/list/buckets.ts). */
   listed?: string[];
+  /** Bucket size (fixed for the life of its collection) and open rows of a listed model, when not the defaults. */
+  listOptions?: Record<string, { bucketSize?: number; openRows?: number }>;
 }
 
 /** `models` maps a model name to its schema and collection; indexes are declared on the schemas. */
@@ -60,6 +69,7 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       }
       if (listed.length) this.models.ListMark = this.db.model("ListMark", bucketMarkSchema, `${this.name}_list_marks`);
       this.listSequences = {};
+      this.listOptions = options.listOptions ?? {};
     },
     async started(this: any) {
       await this.db.asPromise();
@@ -74,8 +84,15 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
         for (const [fields, options] of model.schema.indexes()) if (options?.unique) await model.collection.createIndex(fields as any, options as any);
       }
       await ensureStandInIndexes(this.db, models, this.settings?.storePostgresUrl ?? config().storePostgresUrl, this.logger);
+      // PostgreSQL plans FerretDB's queries from table statistics; where autovacuum is off (these machines'
+      // shared PostgreSQL) nothing else refreshes them as collections grow.
+      this.analyzeStore();
+      this.statsTimer = setInterval(() => this.analyzeStore(), STATS_REFRESH_MS);
+      this.statsTimer.unref?.();
     },
     async stopped(this: any) {
+      clearInterval(this.statsTimer);
+      await this.analyzing;
       // The outbox relay (if any) uses this connection: let its pass finish first.
       await this.relay?.stop();
       await this.db.close();
@@ -99,9 +116,19 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       },
       async listBuckets(this: any, model: string, scope: string) {
         const top = await listSequence(this, model).top(scope);
+        const size = options.listOptions?.[model]?.bucketSize ?? BUCKET_SIZE;
         const out: string[] = [];
-        for (let b = Math.floor(top / BUCKET_SIZE); top >= 0 && b >= 0; b--) out.push(`${scope}:${b}`);
+        for (let b = Math.floor(top / size); top >= 0 && b >= 0; b--) out.push(`${scope}:${b}`);
         return out;
+      },
+      analyzeStore(this: any) {
+        if (this.analyzing) return;
+        this.analyzing = analyzeStandIn(this.db, Object.values(this.models) as Model<any>[], this.settings?.storePostgresUrl ?? config().storePostgresUrl)
+          .catch((err: Error) => this.logger.warn({ err: err.message }, "refreshing the store's statistics failed"))
+          .finally(() => (this.analyzing = null));
+      },
+      retireListBuckets(this: any, model: string, scope: string, buckets: number[]) {
+        return listSequence(this, model).retire(scope, buckets);
       },
     },
     actions: {
@@ -117,6 +144,8 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
   };
 }
 
+const STATS_REFRESH_MS = 15 * 60_000;
+
 /** The sequence and marks of one listed model, made on first use. */
 function listSequence(service: any, model: string): ListSequence {
   let seq = service.listSequences[model];
@@ -124,7 +153,7 @@ function listSequence(service: any, model: string): ListSequence {
     const m = service.models[model] as Model<any>;
     if (!m || !service.models.ListMark) throw new Error(`${model} is not a listed model of ${service.name}`);
     // The database name keeps test databases (one per suite) apart on a shared Redis.
-    seq = new ListSequence(redisClient(service.settings?.redisUrl ?? config().redisUrl), service.models.ListMark, m.collection.name, `${m.db.name}:`);
+    seq = new ListSequence(redisClient(service.settings?.redisUrl ?? config().redisUrl), service.models.ListMark, m.collection.name, `${m.db.name}:`, service.listOptions?.[model]?.bucketSize, service.listOptions?.[model]?.openRows);
     service.listSequences[model] = seq;
   }
   return seq;

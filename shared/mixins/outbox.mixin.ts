@@ -7,6 +7,15 @@ import { OutboxRelay, outboxHealth } from "../outbox/relay";
 import { outboxEntry, type OutboxEntry } from "../outbox/entry";
 import type { FlatFields } from "../signing";
 import type { Actor } from "../actor";
+import { newId, seededId } from "../ids";
+
+/** ctx.meta.idempotency as the gateway sets it for a request with an Idempotency-Key. */
+interface IdempotencyMeta {
+  key: string;
+  at: number;
+}
+
+const idempotencyOf = (ctx: Context<any, any>): IdempotencyMeta | undefined => (ctx.meta as { idempotency?: IdempotencyMeta }).idempotency;
 
 export const ZONE_EVENTS_STREAM = "caracal.zone.events";
 
@@ -22,6 +31,21 @@ export interface OutboxMethods {
   outboxKick(model: string, id: string, entries: OutboxEntry[] | undefined): Promise<void>;
   /** The entries of a document as they stand, including publish results not yet written back. */
   currentOutbox(model: string, id: string, entries: OutboxEntry[] | undefined): Promise<OutboxEntry[]>;
+  /**
+   * The id of what this request creates: random, or for a request with an Idempotency-Key derived from
+   * the key (and `slot`, when one request creates several things), so every attempt picks the same one.
+   */
+  entityId(ctx: Context<any, any>, slot?: string): string;
+  /** What an earlier attempt of this idempotent request already created under `id` (null otherwise, or without a key). */
+  priorCreate<T>(ctx: Context<any, any>, model: string, id: string): Promise<T | null>;
+  /** Whether this document already carries the events of an earlier attempt of this idempotent request. */
+  appliedBefore(ctx: Context<any, any>, doc: object | null | undefined): boolean;
+}
+
+/** Stamps an entry with the request's Idempotency-Key scope, so a retry can tell its write was done. */
+function marked(ctx: Context<any, any>, entry: OutboxEntry): OutboxEntry {
+  const idem = idempotencyOf(ctx);
+  return idem ? { ...entry, idempotency_key: idem.key } : entry;
 }
 
 /** `models` names the models (from MongoMixin) whose documents carry outbox entries. */
@@ -38,11 +62,11 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
     },
     methods: {
       event(ctx: Context<any, any>, stream: string, payload: FlatFields): OutboxEntry {
-        return outboxEntry(stream, payload, ctx.requestID ?? null);
+        return marked(ctx, outboxEntry(stream, payload, ctx.requestID ?? null));
       },
       zoneEvent(this: any, ctx: Context<any, any>, zoneId: string, entityType: string, entityId: string, action: ZoneEventAction, extra: FlatFields = {}): OutboxEntry {
         const actor = (ctx.meta as { actor?: Actor }).actor;
-        return outboxEntry(
+        return marked(ctx, outboxEntry(
           ZONE_EVENTS_STREAM,
           {
             zone_id: zoneId,
@@ -55,7 +79,20 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
             ...extra,
           },
           ctx.requestID ?? null,
-        );
+        ));
+      },
+      entityId(this: any, ctx: Context<any, any>, slot = "") {
+        const idem = idempotencyOf(ctx);
+        return idem ? seededId(idem.at, `${idem.key}:${this.name}:${slot}`) : newId();
+      },
+      async priorCreate(this: any, ctx: Context<any, any>, model: string, id: string) {
+        if (!idempotencyOf(ctx)) return null;
+        return this.models[model].findById(id).lean();
+      },
+      appliedBefore(ctx: Context<any, any>, doc: object | null | undefined) {
+        const idem = idempotencyOf(ctx);
+        const entries = (doc as { _outbox?: OutboxEntry[] } | null | undefined)?._outbox;
+        return Boolean(idem && entries?.some((e) => e.idempotency_key === idem.key));
       },
       async outboxKick(this: any, model: string, id: string, entries: OutboxEntry[] | undefined) {
         // The write already holds its events: whatever fails here only delays them until the relay's sweep.
@@ -71,7 +108,7 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
       this.outboxRedis = redis;
       OutboxRelay.install(redis);
       const key = cfg.streamsHmacKeys[0] ?? null;
-      this.relay = new OutboxRelay(models.map((m) => this.models[m]), redis, key, { ...cfg.outbox, ...(this.settings?.outbox ?? {}) }, this.logger);
+      this.relay = new OutboxRelay(models.map((m) => this.models[m]), redis, key, { ...cfg.outbox, streamPrefix: cfg.streamPrefix, ...(this.settings?.outbox ?? {}) }, this.logger);
       if (this.settings?.outboxRelay !== false) this.relay.start();
     },
     async stopped(this: any) {

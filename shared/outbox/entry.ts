@@ -15,6 +15,8 @@ export interface OutboxEntry {
   dispatched_at: Date | null;
   dead_at: Date | null;
   stream_entry_id: string | null;
+  /** The scoped Idempotency-Key of the request that wrote it (never published). */
+  idempotency_key?: string;
 }
 
 /**

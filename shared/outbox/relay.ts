@@ -25,6 +25,8 @@ export interface RelaySettings {
   dedupeTtlSec?: number;
   /** Full scan for documents whose hint was lost. */
   sweepMs?: number;
+  /** Put before every stream name when publishing (STREAM_PREFIX; empty by default). */
+  streamPrefix?: string;
 }
 
 export interface RelayLogger {
@@ -480,12 +482,14 @@ export class OutboxRelay {
   private async publish(entry: OutboxEntry): Promise<string> {
     const fields: FlatFields = { ...entry.payload };
     if (fields.outbox_id === undefined || fields.outbox_id === null) fields.outbox_id = entry.id;
+    // Documents keep the logical name; the prefix is applied here, and the signature covers the name written.
+    const stream = (this.settings.streamPrefix ?? "") + entry.stream;
     if (this.signingKey) {
       fields.kid = this.signingKey.kid;
-      fields._sig = sign(this.signingKey.key, entry.stream, fields);
+      fields._sig = sign(this.signingKey.key, stream, fields);
     }
     const id = await (this.redis as any).publishOnce(
-      entry.stream,
+      stream,
       `outbox:published:${entry.id}`,
       String(this.settings.streamMaxLen),
       String(this.settings.dedupeTtlSec ?? 7 * 24 * 3600),

@@ -232,7 +232,7 @@ describe("DCR", () => {
     expect(list.body.items.map((x: { id: string }) => x.id)).not.toEqual(expect.arrayContaining([a1.body.id]));
     expect(list.body.items).toHaveLength(0);
     const deleted = await eventually(async () => {
-      const rows = (await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 3000)).map(([, f]) => fieldsOf(f));
+      const rows = (await redis.xrevrange(c.stream("caracal.zone.events"), "+", "-", "COUNT", 3000)).map(([, f]) => fieldsOf(f));
       const hits = rows.filter((f) => f.zone_id === z && f.entity_type === "application" && f.action === "deleted");
       return hits.length === 2 ? hits : undefined;
     });
@@ -269,7 +269,7 @@ describe("DCR", () => {
       for (const id of ids) expect((await svcA.models.Application.findById(id).lean()).archived_at).not.toBeNull();
       expect((await svcA.models.Application.findById(fresh).lean()).archived_at).toBeNull();
       const events = await eventually(async () => {
-        const rows = (await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 3000)).map(([, f]) => fieldsOf(f));
+        const rows = (await redis.xrevrange(c.stream("caracal.zone.events"), "+", "-", "COUNT", 3000)).map(([, f]) => fieldsOf(f));
         const hits = rows.filter((f) => ids.includes(f.entity_id!) && f.action === "deleted");
         return hits.length >= 3 ? hits : undefined;
       });
@@ -291,7 +291,7 @@ describe("secrets stay secret", () => {
     const secrets = [a.body.client_secret, d.body.client_secret, rotated.body.client_secret, "cs_caller_chosen_secret_value"];
     const later = [await get(`/v1/zones/${z}/applications/${a.body.id}`), await get(`/v1/zones/${z}/applications`), await get(`/v1/zones/${z}/applications/${d.body.id}`)];
     await new Promise((r) => setTimeout(r, 500));
-    const stream = JSON.stringify(await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 3000));
+    const stream = JSON.stringify(await redis.xrevrange(c.stream("caracal.zone.events"), "+", "-", "COUNT", 3000));
     const logs = logLines.join("\n");
     for (const s of secrets) {
       for (const r of later) expect(JSON.stringify(r.body)).not.toContain(s);

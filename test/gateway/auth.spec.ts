@@ -185,7 +185,7 @@ describe("metrics and docs", () => {
     expect(r.text).toContain("moleculer_request_total");
   });
 
-  test("/docs serves OpenAPI 3.1 built from the routes and params schemas", async () => {
+  test("/docs serves OpenAPI 3.1 built from the routes and the schema modules, and Swagger UI from local files", async () => {
     const r = await c.http().get("/docs/openapi.json");
     expect(r.status).toBe(200);
     expect(r.body.openapi).toBe("3.1.0");
@@ -194,6 +194,12 @@ describe("metrics and docs", () => {
     expect(r.body.paths["/v1/zones/{id}"].patch.parameters[0]).toMatchObject({ name: "id", in: "path" });
     const page = await c.http().get("/docs");
     expect(page.status).toBe(200);
-    expect(page.text).toContain("/v1/zones");
+    expect(page.headers["content-security-policy"]).toContain("default-src 'self'");
+    for (const asset of ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/init.js"]) {
+      expect(page.text).toContain(asset);
+      const a = await c.http().get(asset);
+      expect(a.status).toBe(200);
+      expect(a.headers["x-content-type-options"]).toBe("nosniff");
+    }
   });
 });

@@ -10,12 +10,19 @@ export interface Cluster {
   adminToken: string;
   namespace: string;
   mongoUrl: string;
+  /** The Redis stream this cluster writes a logical stream name to (tests set STREAM_PREFIX per cluster). */
+  stream: (logical: string) => string;
   brokers: Record<string, ServiceBroker>;
   http: () => ReturnType<typeof request>;
   /** Stops one process's broker (as a crash would, minus the crash) and starts a fresh one in its place. */
   restart: (name: string) => Promise<ServiceBroker>;
-  /** Stops one process's broker and leaves it stopped (start it again with `restart`). */
+  /** Stops one process's broker cleanly and leaves it stopped (start it again with `restart`). */
   stopProcess: (name: string) => Promise<void>;
+  /**
+   * Makes one process's broker vanish as a killed process would: no goodbye on NATS, no more heartbeats,
+   * its relay stopped, its replies never sent. `restart` then starts a fresh one without stopping it.
+   */
+  crash: (name: string) => Promise<void>;
   /** Bearer header of the bootstrap token. */
   auth: (token?: string) => { Authorization: string };
   stop: () => Promise<void>;
@@ -66,11 +73,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     ADMIN_AUTH_FAIL_LIMIT_PER_MIN: "100000",
     READY_RATE_LIMIT_PER_MIN: "0",
     OUTBOX_POLL_MS: "50",
-    // The runtime's streams are per cluster: suites running at once on one Redis never read each other's entries.
-    STREAMS_PREFIX: `${namespace}:`,
     READY_SERVICES: processes.filter((p) => p !== "gateway").join(","),
+    // Clusters of parallel suites share one Redis: each writes its own streams.
+    STREAM_PREFIX: `${namespace}:`,
     ...opts.env,
   });
+  const streamPrefix = process.env.STREAM_PREFIX ?? "";
   const { resetConfig } = await import("../../shared/config");
   resetConfig();
   const { brokerOptions, EmbeddedPrometheusReporter } = await import("../../shared/broker");
@@ -78,7 +86,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
   const names = processes;
   const brokers: Record<string, ServiceBroker> = {};
-  const stopped = new Set<string>();
+  const stopped = new Set<ServiceBroker>();
   let generation = 0;
   const makeBroker = async (name: string) => {
     const broker = new ServiceBroker(
@@ -91,6 +99,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     for (const schema of await PROCESSES[name]!()) broker.createService(schema);
     return broker;
   };
+  const crashed = new Set<ServiceBroker>();
   for (const name of names) brokers[name] = await makeBroker(name);
   await Promise.all(Object.values(brokers).map((b) => b.start()));
   const gateway = brokers.gateway!;
@@ -103,23 +112,33 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     adminToken,
     namespace,
     mongoUrl,
+    stream: (logical: string) => streamPrefix + logical,
     brokers,
     http: () => request(url),
     stopProcess: async (name: string) => {
       await brokers[name]!.stop();
-      stopped.add(name);
+      stopped.add(brokers[name]!);
     },
     restart: async (name: string) => {
-      if (!stopped.delete(name)) await brokers[name]!.stop();
+      if (!crashed.has(brokers[name]!) && !stopped.has(brokers[name]!)) await brokers[name]!.stop();
       const fresh = await makeBroker(name);
       await fresh.start();
       brokers[name] = fresh;
       await gateway.waitForServices(name === "gateway" ? [] : [name], 20_000);
       return fresh;
     },
+    crash: async (name: string) => {
+      const broker = brokers[name]! as any;
+      crashed.add(broker);
+      broker.registry.discoverer.stopHeartbeatTimers();
+      for (const svc of broker.services) await svc.relay?.stop?.();
+      await broker.transit.tx.client?.close();
+    },
     auth: (token = adminToken) => ({ Authorization: `Bearer ${token}` }),
     stop: async () => {
-      await Promise.all(Object.entries(brokers).filter(([n]) => !stopped.has(n)).map(([, b]) => b.stop()));
+      await Promise.all(Object.values(brokers).filter((b) => !crashed.has(b) && !stopped.has(b)).map((b) => b.stop()));
+      // A crashed broker is never stopped (its handlers may still wait); only its store connections are closed.
+      for (const b of crashed) for (const svc of (b as any).services) await svc.db?.close?.().catch(() => undefined);
       const mongoose = (await import("mongoose")).default;
       const conn = await mongoose.createConnection(mongoUrl).asPromise();
       await conn.dropDatabase().catch(() => undefined);

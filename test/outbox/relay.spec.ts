@@ -3,6 +3,7 @@ import { startCluster, eventually, TEST_STREAMS_KEY, type Cluster } from "../hel
 import { fieldsOf, sign, verify } from "../../shared/signing";
 import { outboxEntry, withNewEvents } from "../../shared/outbox/entry";
 import { newId } from "../../shared/ids";
+import { loadConfig } from "../../shared/config";
 
 let c: Cluster;
 let redis: Redis;
@@ -15,11 +16,12 @@ afterAll(async () => {
   await c.stop();
 });
 
-const STREAM = "caracal.zone.events";
+/** The zone-events stream of this suite's cluster (tests give each cluster its own STREAM_PREFIX). */
+const zoneEvents = () => c.stream("caracal.zone.events");
 
 /** Zone-event entries about one entity, read straight from Redis. */
 async function entriesFor(entityId: string): Promise<Record<string, string>[]> {
-  const rows = await redis.xrevrange(STREAM, "+", "-", "COUNT", 2000);
+  const rows = await redis.xrevrange(zoneEvents(), "+", "-", "COUNT", 2000);
   return rows.map(([, flat]) => fieldsOf(flat)).filter((f) => f.entity_id === entityId);
 }
 
@@ -36,8 +38,24 @@ test("a zone create publishes a signed caracal.zone.events entry whose _sig we c
   expect(entry!.outbox_id).toMatch(/^[0-9a-f-]{36}$/);
   expect(Date.parse(entry!.occurred_at!)).not.toBeNaN();
   const { _sig, ...unsigned } = entry!;
-  expect(_sig).toBe(sign(Buffer.from(TEST_STREAMS_KEY, "hex"), STREAM, unsigned));
-  expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], STREAM, entry!)).toBe(true);
+  expect(_sig).toBe(sign(Buffer.from(TEST_STREAMS_KEY, "hex"), zoneEvents(), unsigned));
+  expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], zoneEvents(), entry!)).toBe(true);
+});
+
+test("STREAM_PREFIX: entries go to the prefixed stream only, signed over the name written; unset means the bare names", async () => {
+  expect(c.stream("caracal.zone.events")).toBe(`${c.namespace}:caracal.zone.events`);
+  const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "prefixed" });
+  expect(r.status).toBe(201);
+  const [entry] = await eventually(async () => {
+    const e = await entriesFor(r.body.id);
+    return e.length ? e : undefined;
+  });
+  expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], zoneEvents(), entry!)).toBe(true);
+  expect(verify([{ kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }], "caracal.zone.events", entry!)).toBe(false);
+  const bare = (await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 2000)).map(([, f]) => fieldsOf(f));
+  expect(bare.filter((f) => f.entity_id === r.body.id)).toEqual([]);
+  expect(loadConfig({ CARACAL_MODE: "dev" }).streamPrefix).toBe("");
+  expect(() => loadConfig({ CARACAL_MODE: "dev", STREAM_PREFIX: "no spaces" })).toThrow(/STREAM_PREFIX/);
 });
 
 test("the writer publishes its own events: each is on the stream when the response arrives", async () => {
@@ -65,7 +83,7 @@ test("an entry the writer could not publish is left to the relay, which publishe
   const svc = zonesService();
   // A stream name that holds a string: XADD fails with WRONGTYPE until the key is removed.
   const stream = `relay-retry-${newId()}`;
-  await redis.set(stream, "not a stream");
+  await redis.set(c.stream(stream), "not a stream");
   const id = newId();
   const entry = outboxEntry(stream, { zone_id: id, note: "retried" }, null);
   const now = new Date();
@@ -74,17 +92,17 @@ test("an entry the writer could not publish is left to the relay, which publishe
   // The failure left a hint and counts as pending; nothing reached a stream.
   expect(await redis.zscore("outbox:{" + svc.models.Zone.db.name + ":zones}:due", id)).not.toBeNull();
   expect((await c.http().get("/metrics")).text).toMatch(/caracal_api_outbox_pending_total [1-9]/);
-  await redis.del(stream);
+  await redis.del(c.stream(stream));
   // The relay retries after its backoff (2–2.6 s after a first failed attempt).
   const rows = await eventually(async () => {
-    const r = await redis.xrange(stream, "-", "+");
+    const r = await redis.xrange(c.stream(stream), "-", "+");
     return r.length ? r : undefined;
   }, 10_000);
   await new Promise((res) => setTimeout(res, 300));
-  expect(await redis.xrange(stream, "-", "+")).toHaveLength(1);
+  expect(await redis.xrange(c.stream(stream), "-", "+")).toHaveLength(1);
   expect(fieldsOf(rows[0]![1])).toMatchObject({ zone_id: id, note: "retried", outbox_id: entry.id, kid: "k1" });
   await eventually(async () => ((await svc.models.Zone.findById(id).lean())?._outbox_pending === 0 ? true : undefined));
-  await redis.del(stream);
+  await redis.del(c.stream(stream));
 });
 
 test("update and delete emit their own entries in order", async () => {
@@ -154,7 +172,7 @@ test("a relay killed after XADD but before marking the entry does not publish it
   expect(entries).toHaveLength(1);
   const doc = await fresh.models.Zone.findById(r.body.id).lean();
   // The restarted relay got the first XADD's id back from Redis instead of adding a second entry.
-  const firstId = (await redis.xrange(STREAM, "-", "+")).find(([, flat]) => fieldsOf(flat).entity_id === r.body.id)?.[0];
+  const firstId = (await redis.xrange(zoneEvents(), "-", "+")).find(([, flat]) => fieldsOf(flat).entity_id === r.body.id)?.[0];
   expect(doc._outbox[0].dispatched_at).toBeTruthy();
   expect(doc._outbox[0].stream_entry_id).toBe(firstId);
 });
@@ -164,7 +182,7 @@ test("an entry that keeps failing goes dead and turns /ready to 503 and the dead
   await svc.relay.stop();
   const r = await c.http().post("/v1/zones").set(c.auth()).send({ name: "doomed" });
   // Make the one pending entry fail at its last attempt: point it at a key holding a string, not a stream.
-  await redis.set("not-a-stream", "x");
+  await redis.set(c.stream("not-a-stream"), "x");
   const doc = await svc.models.Zone.findById(r.body.id).lean();
   doc._outbox[0].stream = "not-a-stream";
   doc._outbox[0].attempts = 99;

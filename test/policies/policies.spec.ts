@@ -407,7 +407,7 @@ describe("policy sets", () => {
     const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
     try {
       const entry = await eventually(async () => {
-        const rows = (await redis.xrange("caracal.policy.invalidate", "-", "+")) as [string, string[]][];
+        const rows = (await redis.xrange(c.stream("caracal.policy.invalidate"), "-", "+")) as [string, string[]][];
         for (const [, flat] of rows) {
           const f: Record<string, string> = {};
           for (let i = 0; i < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
@@ -417,7 +417,7 @@ describe("policy sets", () => {
       });
       expect(entry).toMatchObject({ zone_id: Z, policy_set_id: s, policy_set_version_id: sv, kid: expect.any(String), _sig: expect.stringMatching(/^[0-9a-f]{64}$/) });
       expect(entry.shadow_version_id).toBeUndefined();
-      expect(verify([{ kid: entry.kid!, key: Buffer.from(TEST_STREAMS_KEY, "hex") }], "caracal.policy.invalidate", entry)).toBe(true);
+      expect(verify([{ kid: entry.kid!, key: Buffer.from(TEST_STREAMS_KEY, "hex") }], c.stream("caracal.policy.invalidate"), entry)).toBe(true);
     } finally {
       redis.disconnect();
     }
@@ -574,14 +574,14 @@ describe("zone events", () => {
     const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
     try {
       const seen = await eventually(async () => {
-        const rows = (await redis.xrange("caracal.zone.events", "-", "+", "COUNT", 100000)) as [string, string[]][];
+        const rows = (await redis.xrange(c.stream("caracal.zone.events"), "-", "+", "COUNT", 100000)) as [string, string[]][];
         const mine = rows
           .map(([, flat]) => Object.fromEntries(Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!])) as Record<string, string>)
           .filter((f) => f.zone_id === zoneId && f.entity_type !== "zone");
         return mine.length >= expected.length ? mine : undefined;
       }, 10_000);
       expect(seen.map((f) => [f.entity_type, f.entity_id, f.action]).sort()).toEqual([...expected].sort());
-      for (const f of seen) expect(verify([{ kid: f.kid!, key: Buffer.from(TEST_STREAMS_KEY, "hex") }], "caracal.zone.events", f)).toBe(true);
+      for (const f of seen) expect(verify([{ kid: f.kid!, key: Buffer.from(TEST_STREAMS_KEY, "hex") }], c.stream("caracal.zone.events"), f)).toBe(true);
     } finally {
       redis.disconnect();
     }

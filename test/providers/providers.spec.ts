@@ -31,7 +31,7 @@ const apiKeyProvider = (z: string, extra: Record<string, unknown> = {}) =>
 /** The caracal.zone.events entries about one entity, oldest first, once there are at least `count`. */
 async function zoneEventsOf(entityId: string, count: number) {
   return eventually(async () => {
-    const entries = await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 5000);
+    const entries = await redis.xrevrange(c.stream("caracal.zone.events"), "+", "-", "COUNT", 5000);
     const mine = entries
       .map(([, fields]) => Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]])) as Record<string, string>)
       .filter((e) => e.entity_id === entityId)
@@ -157,7 +157,7 @@ describe("providers", () => {
     await patch(`/v1/zones/${z}/providers/${p.body.id}`, { config_json: { header_name: "Y", api_key: secret + "-2" } });
     const reads = [await get(`/v1/zones/${z}/providers/${p.body.id}`), await get(`/v1/zones/${z}/providers`)];
     await new Promise((r) => setTimeout(r, 400));
-    const stream = JSON.stringify(await redis.xrevrange("caracal.zone.events", "+", "-", "COUNT", 3000));
+    const stream = JSON.stringify(await redis.xrevrange(c.stream("caracal.zone.events"), "+", "-", "COUNT", 3000));
     for (const r of reads) expect(JSON.stringify(r.body)).not.toContain(secret);
     expect(stream).toContain(p.body.id);
     expect(stream).not.toContain(secret);

@@ -186,7 +186,7 @@ describe("step-up challenges (cases 21, 22, 25)", () => {
     const again = await satisfy(id);
     expect(again.status).toBe(409);
     expect(again.body.error).toBe("challenge_not_satisfiable");
-    const stream = `${c.namespace}:caracal.stepup.challenges`;
+    const stream = c.stream("caracal.stepup.challenges");
     const entry = await eventually(async () => (await entries(r, stream)).find((e) => e.event === "satisfied" && e.challenge_id === id));
     expect(entry).toMatchObject({ zone_id: z, session_id: session, approver_subject_id: `admin:${writer.id}`, satisfied_at: res.body.satisfied_at, outbox_id: expect.any(String), kid: "k1" });
     const { _id, ...fields } = entry;
@@ -229,6 +229,6 @@ describe("step-up challenges (cases 21, 22, 25)", () => {
     expect(stored._outbox ?? []).toEqual([]);
     expect(stored.satisfied_at).toBeNull();
     await new Promise((res) => setTimeout(res, 300));
-    expect((await entries(r, `${c.namespace}:caracal.stepup.challenges`)).filter((e) => e.event === "satisfied" && e.challenge_id === id)).toEqual([]);
+    expect((await entries(r, c.stream("caracal.stepup.challenges"))).filter((e) => e.event === "satisfied" && e.challenge_id === id)).toEqual([]);
   });
 });

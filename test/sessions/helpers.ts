@@ -37,11 +37,10 @@ export async function until(c: Cluster, path: string, check: (body: any) => bool
   }, timeoutMs, 100);
 }
 
-/** Deletes the consumer groups this cluster made on the shared zone-events stream. */
+/** Deletes this cluster's streams (STREAM_PREFIX is its namespace), with their groups and DLQs. */
 export async function dropZoneEventsGroup(c: Cluster): Promise<void> {
   const r = redis();
-  await r.xgroup("DESTROY", "caracal.zone.events", `${c.namespace}.sessions`).catch(() => undefined);
-  const keys = await r.keys(`${c.namespace}:caracal.*`);
+  const keys = await r.keys(c.stream("caracal.*"));
   if (keys.length) await r.del(...keys);
   r.disconnect();
 }

@@ -22,7 +22,7 @@ afterAll(async () => {
   r.disconnect();
 });
 
-const stream = (name: string) => `${c.namespace}:${name}`;
+const stream = (name: string) => c.stream(name);
 const svc = () => c.brokers.sessions!.getLocalService("sessions") as any;
 const session = async (id: string) => (await c.http().get(`/v1/zones/${zone}/sessions?limit=1000`).set(c.auth())).body.items.find((s: any) => s.id === id);
 const agents = async (z = zone) => (await c.http().get(`/v1/zones/${z}/agent-sessions?limit=1000`).set(c.auth())).body.items as any[];
@@ -130,7 +130,7 @@ describe("child_count under a burst", () => {
     const z = await newZone(c);
     const { Emitter } = await import("../../deploy/emit/emitter");
     const { agentSpawn, agentTransition } = await import("../../deploy/emit/builders");
-    const emitter = new Emitter(r, { kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }, `${c.namespace}:`);
+    const emitter = new Emitter(r, { kid: "k1", key: Buffer.from(TEST_STREAMS_KEY, "hex") }, c.stream(""));
     const ids: string[] = [];
     const parentOf = new Map<string, string | null>();
     const list = [];

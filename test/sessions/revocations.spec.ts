@@ -1,10 +1,10 @@
-// The three revocation flows end to end: a grant deleted, a DCR shutdown with revoke_live, a zone archived
-// (this one with the sessions process down while it happens). Case 23 with the key of the reference.
+// The three revocation flows end to end: a grant deleted (through the grants service), a DCR shutdown with
+// revoke_live, a zone archived (this one with the sessions process down while it happens). Case 23 with the
+// key of the reference.
 import type Redis from "ioredis";
 import { eventually, type Cluster } from "../helpers/cluster";
 import { sessionsCluster, emit, newZone, until, dropZoneEventsGroup, redis, entries } from "./helpers";
-import { sign, toStreamArgs, verify } from "../../shared/signing";
-import { newId } from "../../shared/ids";
+import { verify } from "../../shared/signing";
 
 const KEY_HEX = "01".repeat(32);
 const keys = [{ kid: "k1", key: Buffer.from(KEY_HEX, "hex") }];
@@ -12,7 +12,7 @@ const keys = [{ kid: "k1", key: Buffer.from(KEY_HEX, "hex") }];
 let c: Cluster;
 let r: Redis;
 beforeAll(async () => {
-  c = await sessionsCluster(["zones", "applications", "sessions"], { STREAMS_HMAC_KEY: KEY_HEX });
+  c = await sessionsCluster(["zones", "applications", "providers", "grants", "sessions"], { STREAMS_HMAC_KEY: KEY_HEX, DCR_GC_INTERVAL_MS: "3600000" });
   r = redis();
 });
 afterAll(async () => {
@@ -22,32 +22,25 @@ afterAll(async () => {
 });
 
 const get = (path: string) => c.http().get(path).set(c.auth());
-const stream = (name: string) => `${c.namespace}:${name}`;
+const stream = (name: string) => c.stream(name);
+const post = (path: string, body: unknown) => c.http().post(path).set(c.auth()).send(body as object);
 const sessionsOf = async (z: string) => new Map<string, any>((await get(`/v1/zones/${z}/sessions?limit=1000`)).body.items.map((s: any) => [s.id, s]));
 const agentsOf = async (z: string) => new Map<string, any>((await get(`/v1/zones/${z}/agent-sessions?limit=1000`)).body.items.map((a: any) => [a.id, a]));
 
-/** The entry the grants service's outbox publishes when a grant is deleted (the agreed contract). */
-async function grantDeleted(zoneId: string, subjectId: string, grantId: string): Promise<void> {
-  const fields: Record<string, string> = {
-    zone_id: zoneId,
-    entity_type: "grant",
-    entity_id: grantId,
-    action: "deleted",
-    actor_id: "tok-1",
-    request_id: "req-grant-1",
-    occurred_at: new Date().toISOString(),
-    subject_id: subjectId,
-    grant_id: grantId,
-    outbox_id: newId(),
-    kid: "k1",
-  };
-  fields._sig = sign(keys[0]!.key, "caracal.zone.events", fields);
-  await r.xadd("caracal.zone.events", "*", ...toStreamArgs(fields));
+/** A zone with what a grant needs (an application, a provider, a resource) and a grant for `userId`. */
+async function grantFor(userId: string): Promise<{ z: string; grant: string }> {
+  const z = await newZone(c);
+  const app = (await post(`/v1/zones/${z}/applications`, { name: "app", registration_method: "managed" })).body.id;
+  const provider = (await post(`/v1/zones/${z}/providers`, { name: "key", kind: "api_key", config_json: { header_name: "X-Key", api_key: "k-1" } })).body.id;
+  const resource = (await post(`/v1/zones/${z}/resources`, { name: "res", scopes: ["example:read"], upstream_url: "https://api.example", credential_provider_id: provider, gateway_application_id: app })).body.id;
+  const g = await post(`/v1/zones/${z}/grants`, { application_id: app, user_id: userId, resource_id: resource, scopes: ["example:read"] });
+  expect(g.status).toBe(201);
+  return { z, grant: g.body.id };
 }
 
 describe("a grant deleted (case 23)", () => {
   test("every active session of its subject in the zone is revoked (grant_revoked), one signed caracal.sessions.revoke entry each", async () => {
-    const z = await newZone(c);
+    const { z, grant } = await grantFor("user-1");
     const a = await emit("session", "--zone", z, "--subject", "user-1");
     const b = await emit("session", "--zone", z, "--subject", "user-1", "--type", "application");
     const done = await emit("session", "--zone", z, "--subject", "user-1");
@@ -55,8 +48,7 @@ describe("a grant deleted (case 23)", () => {
     await emit("session", "--zone", z, "--event", "expired", "--id", done.session_id);
     await until(c, `/v1/zones/${z}/sessions?status=expired`, (x) => x.items.length === 1);
     await until(c, `/v1/zones/${z}/sessions`, (x) => x.items.length === 4);
-    const grant = newId();
-    await grantDeleted(z, "user-1", grant);
+    expect((await c.http().delete(`/v1/zones/${z}/grants/${grant}`).set(c.auth())).status).toBe(204);
     await until(c, `/v1/zones/${z}/sessions?status=revoked`, (x) => x.items.length === 2);
     const rows = await sessionsOf(z);
     for (const id of [a.session_id, b.session_id]) expect(rows.get(id)).toMatchObject({ status: "revoked", revoked_reason: "grant_revoked" });
@@ -78,14 +70,14 @@ describe("a grant deleted (case 23)", () => {
   });
 
   test("the same zone event delivered again revokes nothing twice and publishes nothing new", async () => {
-    const z = await newZone(c);
+    const { z, grant } = await grantFor("user-9");
     await emit("session", "--zone", z, "--subject", "user-9");
     await until(c, `/v1/zones/${z}/sessions`, (x) => x.items.length === 1);
-    const grant = newId();
-    await grantDeleted(z, "user-9", grant);
+    expect((await c.http().delete(`/v1/zones/${z}/grants/${grant}`).set(c.auth())).status).toBe(204);
     await until(c, `/v1/zones/${z}/sessions?status=revoked`, (x) => x.items.length === 1);
-    const recent = await r.xrevrange("caracal.zone.events", "+", "-", "COUNT", 5000);
-    const [_id, flat] = recent.find(([, f]) => f.includes(grant))!;
+    await eventually(async () => ((await entries(r, stream("caracal.sessions.revoke"))).some((e) => e.zone_id === z) ? true : undefined));
+    const recent = await r.xrevrange(stream("caracal.zone.events"), "+", "-", "COUNT", 5000);
+    const [_id, flat] = recent.find(([, f]) => f.includes(grant) && f.includes("deleted"))!;
     const fields = Object.fromEntries(flat.flatMap((v, i) => (i % 2 ? [] : [[v, flat[i + 1]!]])));
     const svc = c.brokers.sessions!.getLocalService("sessions") as any;
     await svc.revocations.handle([{ id: _id, fields, deliveries: 2 }]);

@@ -95,6 +95,16 @@ describe("bucketed lists", () => {
     expect(Math.max(...decoded)).toBeLessThanOrEqual(3 * BUCKET_SIZE);
   });
 
+  test("a first page over a top bucket of a few rows reads only the next bucket too", async () => {
+    // A second apart, so that bucket ranges do not overlap (marks are written a little ahead of their rows).
+    const base = Date.now() - 2_000_000;
+    const rows = await insert("z-partial-top", Array.from({ length: 3 * BUCKET_SIZE + 10 }, (_, i) => new Date(base + i * 1000)));
+    const q = parseListQuery({ limit: "200" }, { defaultLimit: 200, maxLimit: 1000 });
+    const page = await seq.rows<Row>(Rows, "z-partial-top", q.limit, q.after, { tsField: "ts" });
+    expect(page.rows.map((r) => r._id)).toEqual(expected(rows).slice(0, 201));
+    expect([page.buckets, page.decoded]).toEqual([2, 10 + BUCKET_SIZE]);
+  });
+
   test("timestamps out of arrival order (late events) still come back in exact (ts, id) order", async () => {
     const base = Date.now() - 5_000_000;
     // Same-millisecond ties included: the id breaks them.
@@ -151,6 +161,67 @@ describe("bucketed lists", () => {
     const page = await seq.rows<Row>(Rows, "z-cache", 2000, null, { tsField: "ts" });
     expect(page.decoded).toBe(5 * BUCKET_SIZE);
     expect(page.rows.find((r) => r._id === oldest._id)?.kind).toBe("changed");
+  });
+
+  test("retired buckets (their rows deleted by retention) are not read again, here or by a fresh process", async () => {
+    const base = Date.now() - 50_000_000;
+    const rows = await insert("z-retire", Array.from({ length: 4 * BUCKET_SIZE }, (_, i) => new Date(base + i)));
+    await walk("z-retire", 1000);
+    await Rows.deleteMany({ _bucket: "z-retire:0" });
+    await seq.retire("z-retire", [0]);
+    const { ids, decoded } = await walk("z-retire", 1000);
+    expect(ids).toEqual(expected(rows.slice(BUCKET_SIZE)));
+    expect(decoded.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(3 * BUCKET_SIZE);
+    const fresh = new ListSequence(redis, seq["marks"], "rows", `test_buckets_${suffix}:`);
+    const page = await fresh.rows<Row>(Rows, "z-retire", 2000, null, { tsField: "ts" });
+    expect(page.buckets).toBe(3);
+    expect(page.rows.map((r) => r._id)).toEqual(expected(rows.slice(BUCKET_SIZE)));
+  });
+
+  test("a list with its own bucket size keeps exact order with more, smaller buckets", async () => {
+    const small = new ListSequence(redis, seq["marks"], "rows_small", `test_buckets_${suffix}:`, 16);
+    const base = Date.now() - 60_000_000;
+    const stamps = Array.from({ length: 200 }, (_, i) => new Date(base + i * 7 + Math.floor(Math.random() * 20)));
+    const fields = await small.assign("z-small", stamps);
+    expect(fields[199]!._bucket).toBe(`z-small:${Math.floor(fields[199]!._seq / 16)}`);
+    const docs = stamps.map((ts, i) => ({ _id: id(n++), zone_id: "z-small", kind: "a", ts, ...fields[i]! }));
+    await Rows.insertMany(docs);
+    const page = await small.rows<Row>(Rows, "z-small", 30, null, { tsField: "ts" });
+    expect(page.rows.slice(0, 30).map((r) => r._id)).toEqual(expected(docs as Row[]).slice(0, 30));
+    // One bucket at a time without a filter: about two buckets of 16 past what the page needs.
+    expect(page.decoded).toBeLessThanOrEqual(31 + 3 * 16);
+  });
+
+  test("a reader far behind the writers (many new buckets since it last read) pages exactly", async () => {
+    const reader = new ListSequence(redis, seq["marks"], "rows_far", `test_buckets_${suffix}:`, 8);
+    const writer = new ListSequence(redis, seq["marks"], "rows_far", `test_buckets_${suffix}:`, 8);
+    const base = Date.now() - 70_000_000;
+    const write = async (from: number, count: number) => {
+      const stamps = Array.from({ length: count }, (_, i) => new Date(base + (from + i) * 10));
+      const fields = await writer.assign("z-far", stamps);
+      const docs = stamps.map((ts, i) => ({ _id: id(n++), zone_id: "z-far", kind: "a", ts, ...fields[i]! }));
+      await Rows.insertMany(docs);
+      return docs as Row[];
+    };
+    const all = await write(0, 40);
+    expect((await reader.rows<Row>(Rows, "z-far", 100, null, { tsField: "ts" })).rows).toHaveLength(40);
+    // 50 buckets of 8 later, the reader refreshes its marks by chunks.
+    all.push(...(await write(40, 400)));
+    const page = await reader.rows<Row>(Rows, "z-far", 1000, null, { tsField: "ts" });
+    expect(page.rows.map((r) => r._id)).toEqual(expected(all));
+  });
+
+  test("buckets a writer is still filling (one batch spans several) are not cached half full", async () => {
+    const list = new ListSequence(redis, seq["marks"], "rows_batch", `test_buckets_${suffix}:`, 8, 64);
+    const base = Date.now() - 80_000_000;
+    const stamps = Array.from({ length: 64 }, (_, i) => new Date(base + i));
+    const fields = await list.assign("z-batch", stamps);
+    const docs = stamps.map((ts, i) => ({ _id: id(n++), zone_id: "z-batch", kind: "a", ts, ...fields[i]! }));
+    // The batch's second half lands first; a page read in between must not keep the first half's buckets empty.
+    await Rows.insertMany(docs.slice(32));
+    expect((await list.rows<Row>(Rows, "z-batch", 1000, null, { tsField: "ts" })).rows).toHaveLength(32);
+    await Rows.insertMany(docs.slice(0, 32));
+    expect((await list.rows<Row>(Rows, "z-batch", 1000, null, { tsField: "ts" })).rows.map((r) => r._id)).toEqual(expected(docs as Row[]));
   });
 
   test("concurrent writers share the sequence: no number twice, every row listed once", async () => {

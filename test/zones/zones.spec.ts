@@ -53,7 +53,7 @@ describe("zones: create", () => {
   test.each([
     [{ name: "Test Zone", slug: "INVALID SLUG" }, ["slug"]],
     [{ name: "z".repeat(121) }, ["name"]],
-    [{ name: "My Zone", login_flow: "magic" }, []],
+    [{ name: "My Zone", login_flow: "magic" }, ["login_flow"]],
     [{ name: "   " }, ["name"]],
     [{}, ["name"]],
   ])("invalid body %j is 400 invalid_zone with issues (case 12)", async (body, paths) => {

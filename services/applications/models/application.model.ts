@@ -1,6 +1,7 @@
 // The applications collection: managed and DCR applications, archived in place, events inside.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { J } from "../../../shared/api-doc";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface ApplicationDoc {
@@ -61,6 +62,20 @@ export function toPublicApplication(a: ApplicationDoc, withTraits: boolean) {
     created_at: new Date(a.created_at).toISOString(),
   };
 }
+
+/** What toPublicApplication returns; `traits` only for global-scope readers. */
+export const publicApplicationSchema = J.obj(
+  {
+    id: J.id,
+    zone_id: J.id,
+    name: J.string(),
+    registration_method: J.enum(["managed", "dcr"]),
+    traits: { ...J.array(J.string()), description: "Only shown to global-scope tokens" },
+    expires_at: { ...J.nullable(J.timestamp), description: "null for managed applications" },
+    created_at: J.timestamp,
+  },
+  ["traits"],
+);
 
 export const isLiveDcr = (a: ApplicationDoc, now = Date.now()): boolean =>
   a.registration_method === "dcr" && !a.archived_at && !!a.expires_at && new Date(a.expires_at).getTime() > now;

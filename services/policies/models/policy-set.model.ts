@@ -3,6 +3,7 @@ import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes, type OutboxEntry } from "../../../shared/outbox/entry";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 import type { ManifestEntry } from "../manifest";
+import { J } from "../../../shared/api-doc";
 
 export interface PolicySetDoc {
   _id: string;
@@ -79,11 +80,14 @@ export const policySetVersionSchema = new Schema(
     schema_version: { type: String, required: true },
     created_by: { type: String, required: true },
     created_at: { type: Date, required: true },
+    ...listedFields,
     ...outboxFields,
   },
   { versionKey: false, _id: false },
 );
 policySetVersionSchema.index({ policy_set_id: 1, version: 1 }, { unique: true });
+// A set's versions are listed in the set's own scope (shared/list/buckets.ts).
+addListIndexes(policySetVersionSchema);
 addOutboxIndexes(policySetVersionSchema);
 
 export const toPublicPolicySet = (s: PolicySetDoc) => ({
@@ -106,4 +110,28 @@ export const toPublicSetVersion = (v: PolicySetVersionDoc) => ({
   schema_version: v.schema_version,
   created_at: new Date(v.created_at).toISOString(),
   policies: v.manifest.map((e) => e.policy_version_id),
+});
+
+/** What toPublicPolicySet returns. */
+export const publicPolicySetSchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  name: J.string(),
+  description: J.nullable(J.string()),
+  created_by: J.string(),
+  co_authored_by_operator: J.boolean,
+  created_at: J.timestamp,
+  active_version_id: J.nullable(J.id),
+});
+
+/** What toPublicSetVersion returns. */
+export const publicSetVersionSchema = J.obj({
+  id: J.id,
+  policy_set_id: J.id,
+  version: J.integer({ minimum: 1 }),
+  manifest_json: J.array(J.obj({ policy_version_id: J.string() })),
+  manifest_sha256: J.string({ pattern: "^[0-9a-f]{64}$" }),
+  schema_version: J.string(),
+  created_at: J.timestamp,
+  policies: J.array(J.string()),
 });

@@ -1,6 +1,7 @@
 // Policies and their immutable versions: one document per policy, one per version (numbered 1, 2, … per policy).
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { J } from "../../../shared/api-doc";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface PolicyDoc {
@@ -105,4 +106,41 @@ export const versionSummary = (v: PolicyVersionDoc) => ({
   content_sha256: v.content_sha256,
   schema_version: v.schema_version,
   created_at: new Date(v.created_at).toISOString(),
+});
+
+const sha256 = J.string({ pattern: "^[0-9a-f]{64}$" });
+
+/** What toPublicPolicy returns. */
+export const publicPolicySchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  name: J.string(),
+  description: J.nullable(J.string()),
+  owner_type: J.string(),
+  created_by: J.string(),
+  co_authored_by_operator: J.boolean,
+  created_at: J.timestamp,
+});
+
+/** What toPublicPolicyVersion returns (versions never change, so `archived_at` is always null). */
+export const publicPolicyVersionSchema = J.obj({
+  id: J.id,
+  policy_id: J.id,
+  version: J.integer({ minimum: 1 }),
+  content: J.string(),
+  content_sha256: sha256,
+  schema_version: J.string(),
+  created_by: J.string(),
+  created_at: J.timestamp,
+  archived_at: { type: "null" },
+});
+
+/** What versionSummary returns. */
+export const versionSummarySchema = J.obj({
+  id: J.id,
+  policy_id: J.id,
+  version: J.integer({ minimum: 1 }),
+  content_sha256: sha256,
+  schema_version: J.string(),
+  created_at: J.timestamp,
 });

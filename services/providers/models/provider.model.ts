@@ -1,6 +1,7 @@
 // The providers service's collections: providers, resources, per-zone data keys and counters.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { J } from "../../../shared/api-doc";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface ProviderDoc {
@@ -126,4 +127,33 @@ export const toPublicResource = (r: ResourceDoc) => ({
   operation_enforcement: r.operation_enforcement,
   created_at: new Date(r.created_at).toISOString(),
   updated_at: new Date(r.updated_at).toISOString(),
+});
+
+/** What toPublicProvider returns: public config only, secret key names sorted, never their values. */
+export const publicProviderSchema = J.obj({
+  id: { ...J.string(), description: "UUIDv7, or provider-none-<zoneId> for the zone's automatic none provider" },
+  zone_id: J.id,
+  name: J.string(),
+  identifier: J.string({ pattern: "^provider://[a-z0-9]+(-[a-z0-9]+)*$" }),
+  kind: J.enum(["none", "caracal_mandate", "oauth2_authorization_code", "oauth2_client_credentials", "api_key", "bearer_token"]),
+  config_json: { ...J.object, description: "The public settings, normalised (defaults written back)" },
+  secret_config_keys: J.array(J.string()),
+  created_at: J.timestamp,
+  updated_at: J.timestamp,
+});
+
+/** What toPublicResource returns. */
+export const publicResourceSchema = J.obj({
+  id: J.id,
+  zone_id: J.id,
+  name: J.string(),
+  identifier: J.string(),
+  upstream_url: J.nullable(J.string()),
+  scopes: J.array(J.string()),
+  credential_provider_id: J.nullable(J.string()),
+  gateway_application_id: J.nullable(J.string()),
+  operations: J.array(J.obj({ method: J.string(), path: J.string(), scope: J.string() })),
+  operation_enforcement: J.enum(["enforced", "transport_uniform"]),
+  created_at: J.timestamp,
+  updated_at: J.timestamp,
 });

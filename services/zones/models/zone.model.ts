@@ -1,6 +1,7 @@
 // The zones collection: one document per zone, archived in place, with its pending events inside.
 import { Schema } from "mongoose";
 import { outboxFields, addOutboxIndexes } from "../../../shared/outbox/entry";
+import { J } from "../../../shared/api-doc";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
 
 export interface ZoneDoc {
@@ -49,6 +50,17 @@ export const toPublicZone = (z: ZoneDoc) => ({
   operator_coauthor_badge: z.operator_coauthor_badge,
   created_at: new Date(z.created_at).toISOString(),
   updated_at: new Date(z.updated_at).toISOString(),
+});
+
+/** What toPublicZone returns (documented in /docs; the tests hold real responses to it). */
+export const publicZoneSchema = J.obj({
+  id: J.id,
+  name: J.string(),
+  slug: J.string(),
+  dcr_enabled: J.boolean,
+  operator_coauthor_badge: J.boolean,
+  created_at: J.timestamp,
+  updated_at: J.timestamp,
 });
 
 /** Next suffix per generated-slug base (`my-zone` → 2, 3, …); only a hint, the unique index decides. */
