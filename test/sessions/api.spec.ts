@@ -12,7 +12,8 @@ let r: Redis;
 let writer: { id: string; token: string };
 let reader: { id: string; token: string };
 beforeAll(async () => {
-  c = await sessionsCluster();
+  // With the audit process: case 19 is read through GET …/overview, which asks sessions.zoneStats.
+  c = await sessionsCluster(["zones", "applications", "providers", "policies", "audit", "sessions"]);
   r = redis();
   const mint = async (capability: string) => (await c.http().post("/v1/admin-tokens").set(c.auth()).send({ name: `t-${capability}`, scope: "global", capability })).body;
   writer = await mint("write");
@@ -84,13 +85,16 @@ describe("GET …/sessions (case 18, 19)", () => {
     expect(res.body).toMatchObject({ error: "invalid_query", request_id: expect.any(String) });
   });
 
-  test("case 19: an active session past its expires_at is listed as active, and not counted by zoneStats", async () => {
+  test("case 19: an active session past its expires_at is listed as active, and not counted in overview.sessions.active", async () => {
     const zz = await newZone(c);
     const live = await emit("session", "--zone", zz);
     const past = await emit("session", "--zone", zz, "--ttl", "-60");
     const body = await until(c, `/v1/zones/${zz}/sessions?status=active`, (b) => b.items.length === 2);
     expect(body.items.map((s: any) => s.id).sort()).toEqual([live.session_id, past.session_id].sort());
     expect(await c.brokers.gateway!.call("sessions.zoneStats", { zone_id: zz })).toEqual({ active: 1 });
+    const overview = await get(`/v1/zones/${zz}/overview`);
+    expect(overview.status).toBe(200);
+    expect(overview.body.sessions).toEqual({ active: 1 });
     await emit("session", "--zone", zz, "--event", "revoked", "--id", live.session_id);
     await eventually(async () => ((await c.brokers.gateway!.call<any, any>("sessions.zoneStats", { zone_id: zz })).active === 0 ? true : undefined));
     expect(await c.brokers.gateway!.call("sessions.zoneStats", { zone_id: "unknown-zone" })).toEqual({ active: 0 });
