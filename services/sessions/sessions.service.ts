@@ -28,6 +28,8 @@ const ZONE_GATE_MS = 30_000;
 const UNKNOWN_ZONE_MS = 5_000;
 /** Held entries whose target exists by now are applied at least this often (a full read of a small collection). */
 const HELD_SWEEP_MS = 5_000;
+const LIST_BUCKET = 64;
+const LIST_OPEN_ROWS = 1024;
 
 interface Models {
   Session: Model<SessionDoc>;
@@ -59,7 +61,12 @@ const SessionsService: ServiceSchema<{ reaperMs?: number }, Methods> = {
         Effect: { schema: effectSchema, collection: "sessions_effects" },
         ClosedZone: { schema: closedZoneSchema, collection: "sessions_closed_zones" },
       },
-      { listed: ["Session", "AgentSession", "Challenge"] },
+      {
+        listed: ["Session", "AgentSession", "Challenge"],
+        // Pages of 100 over buckets of 64 read ~2 buckets (~130 rows decoded) rather than 1–3 of 256; the
+        // newest rows (an ingest batch per zone, two batches at once, and margin) are never served cached.
+        listOptions: { Session: { bucketSize: LIST_BUCKET, openRows: LIST_OPEN_ROWS }, AgentSession: { bucketSize: LIST_BUCKET, openRows: LIST_OPEN_ROWS } },
+      },
     ),
     OutboxMixin(["Challenge", "Effect"]),
   ],
