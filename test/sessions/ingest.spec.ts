@@ -27,13 +27,12 @@ const svc = () => c.brokers.sessions!.getLocalService("sessions") as any;
 const session = async (id: string) => (await c.http().get(`/v1/zones/${zone}/sessions?limit=1000`).set(c.auth())).body.items.find((s: any) => s.id === id);
 const agents = async (z = zone) => (await c.http().get(`/v1/zones/${z}/agent-sessions?limit=1000`).set(c.auth())).body.items as any[];
 const agent = async (id: string) => (await agents()).find((a) => a.id === id);
-/** Waits until the consumer of `name` has no entry pending (everything read was handled). */
+/** Waits until the group has read every entry of `name` and holds none unacknowledged (handled and stored). */
 const settled = (name: string) =>
   eventually(async () => {
-    const stats = await c.brokers.gateway!.call<any>("sessions.ingestStats");
-    const s = stats.consumers.find((x: any) => x.stream === stream(name));
-    const len = await r.xlen(stream(name));
-    return s && s.pending === 0 && s.acked + s.parked >= len ? true : undefined;
+    const groups = (await r.xinfo("GROUPS", stream(name))) as unknown[][];
+    const group = groups.map((row) => Object.fromEntries(row.flatMap((v, i) => (i % 2 ? [] : [[String(v), row[i + 1]]])))).find((g) => g.name === `${c.namespace}.sessions`);
+    return group && Number(group.pending) === 0 && Number(group.lag) === 0 ? true : undefined;
   }, 10_000, 50);
 const dlq = async (name: string) => entries(r, stream(`${name}.dlq`));
 
