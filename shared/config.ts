@@ -10,8 +10,10 @@ export interface Config {
   port: number;
   host: string;
   mongoUrl: string;
-  /** Each service's mongoose pool; all services together stay under half of FerretDB's pool (see stack.sh). */
+  /** Each service's mongoose pool; all services together stay within FerretDB's pool (see stack.sh). */
   mongoPoolSize: number;
+  /** Updates and deletes one service has in flight; all services together stay within half of FerretDB's pool (shared/store/update-gate.ts). */
+  mongoUpdateConcurrency: number;
   /** The PostgreSQL database behind a local FerretDB, where the stand-in's indexes are made (ignored on MongoDB). */
   storePostgresUrl: string;
   redisUrl: string;
@@ -140,7 +142,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     port: int(env, "PORT", 3000),
     host: env.HOST?.trim() || "127.0.0.1",
     mongoUrl: env.MONGO_URL?.trim() || "mongodb://127.0.0.1:27017/caracal",
-    mongoPoolSize: int(env, "MONGO_POOL_SIZE", 4, 1),
+    mongoPoolSize: int(env, "MONGO_POOL_SIZE", 10, 1),
+    mongoUpdateConcurrency: int(env, "MONGO_UPDATE_CONCURRENCY", 4, 1),
     storePostgresUrl: env.STORE_POSTGRES_URL?.trim() || "postgres://postgres@127.0.0.1:5432/ferretdb",
     redisUrl: env.REDIS_URL?.trim() || "redis://127.0.0.1:6379",
     natsUrl: env.NATS_URL?.trim() || "nats://127.0.0.1:4222",
@@ -179,7 +182,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
       leaseSec: int(env, "OUTBOX_LOCK_SEC", 30, 1),
       maxAttempts: int(env, "OUTBOX_MAX_ATTEMPTS", 100, 1),
       streamMaxLen: int(env, "OUTBOX_STREAM_MAXLEN", 100000),
-      keepDispatched: int(env, "OUTBOX_KEEP_DISPATCHED", 20),
+      // Published entries only make documents larger (FerretDB decodes every field on every read); the
+      // services that read them back keep their own (policy sets: activation status).
+      keepDispatched: int(env, "OUTBOX_KEEP_DISPATCHED", 0),
     },
     opaBin: env.OPA_BIN?.trim() || `${env.HOME ?? "/root"}/.cache/caracal-bin/opa`,
     opaUrl: env.OPA_URL?.trim() || null,

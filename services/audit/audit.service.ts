@@ -30,8 +30,6 @@ export const AUDIT_EVENTS_STREAM = "caracal.audit.events";
 export const GROUPS = { decisions: "audit-ingestor", admin: "audit-admin", zoneEvents: "audit-zone-events" } as const;
 
 const HANDOFF_TRIM_MS = 60_000;
-/** Statistics of the fast-growing collections on the FerretDB stand-in are refreshed this often too (see analyzeStandIn). */
-const ANALYZE_EVERY = 100_000;
 const DECISION_BATCH = 1000;
 const AUDIT_BUCKET = 64;
 
@@ -126,7 +124,6 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
 
   created(this: any) {
     this.consumers = {};
-    this.storedSinceAnalyze = 0;
     /** Zone-event entries dropped for a bad signature (not ours). */
     this.droppedZoneEvents = { count: 0 };
   },
@@ -154,17 +151,8 @@ const AuditServiceSchema: ServiceSchema<any, AuditMembers> = {
         // Large batches: one sequence reservation, one mark update and two inserts per zone per 1,000 events.
         batch: DECISION_BATCH,
         verify: auditVerifier(cfg.auditHmacKey),
-        handle: async (entries) => {
-          const outcomes = await ingestDecisions(this, entries);
-          // A collection that grows fast outruns its statistics (see analyzeStandIn): refresh them after
-          // every ANALYZE_EVERY rows this instance stored, besides the timer.
-          this.storedSinceAnalyze += entries.length;
-          if (this.storedSinceAnalyze >= ANALYZE_EVERY) {
-            this.storedSinceAnalyze = 0;
-            this.analyzeStore();
-          }
-          return outcomes;
-        },
+        // The store's statistics follow the growth through MongoMixin's maintenance (every 30 s, by thresholds).
+        handle: (entries) => ingestDecisions(this, entries),
       }),
       admin: new StreamConsumer({
         ...common,

@@ -93,7 +93,8 @@ const PoliciesService: ServiceSchema<any, Methods> = {
       PolicySet: { schema: policySetSchema, collection: "policy_sets" },
       PolicySetVersion: { schema: policySetVersionSchema, collection: "policy_set_versions" },
     }, { listed: ["Policy", "PolicySet", "PolicySetVersion"] }),
-    OutboxMixin(["Policy", "PolicyVersion", "PolicySet", "PolicySetVersion"]),
+    // Activation status reads a set's published invalidations back from the set.
+    OutboxMixin(["Policy", "PolicyVersion", "PolicySet", "PolicySetVersion"], { keepDispatched: { PolicySet: 20 } }),
   ],
 
   settings: {

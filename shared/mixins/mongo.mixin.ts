@@ -15,7 +15,8 @@ import { config } from "../config";
 import { redisClient } from "../redis";
 import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
-import { analyzeStandIn, ensureStandInIndexes } from "../store/ferret-indexes";
+import { ensureStandInIndexes, maintainStandIn } from "../store/ferret-indexes";
+import { gateConnection, gateUpdates } from "../store/update-gate";
 import { BUCKET_SIZE, ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
 import type { ListQuery } from "../pagination";
 
@@ -39,10 +40,11 @@ export interface MongoMethods {
   /** Every bucket key of a scope, newest first: a whole-scope job (a reaper) reads or updates one bucket at a time. */
   listBuckets(model: string, scope: string): Promise<string[]>;
   /**
-   * Refreshes the stand-in's table statistics of this service's collections (a no-op on MongoDB); also run
-   * at start and every STATS_REFRESH_MS. Services whose collections grow fast call it more often.
+   * Does for this service's tables on the stand-in what autovacuum would (statistics, dead rows; see
+   * maintainStandIn; a no-op on MongoDB): at start, every STORE_MAINTENANCE_MS, and whenever a service
+   * whose collections grow fast asks.
    */
-  analyzeStore(): void;
+  analyzeStore(force?: boolean): void;
   /** After deleting the rows of whole buckets (retention): no page reads those buckets again. */
   retireListBuckets(model: string, scope: string, buckets: number[]): Promise<void>;
 }
@@ -63,11 +65,16 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       this.db = mongoose.createConnection(url, { maxPoolSize: config().mongoPoolSize, serverSelectionTimeoutMS: 5000, autoIndex: false });
       // Without a listener a dropped connection emits an unhandled 'error'; reconnects are automatic.
       this.db.on("error", (err: Error) => this.logger.warn({ err: err.message }, "mongo connection error"));
+      gateConnection(this.db, config().mongoUpdateConcurrency);
       this.models = {};
       for (const [name, { schema, collection }] of Object.entries(models)) {
+        gateUpdates(schema);
         this.models[name] = this.db.model(name, schema, collection);
       }
-      if (listed.length) this.models.ListMark = this.db.model("ListMark", bucketMarkSchema, `${this.name}_list_marks`);
+      if (listed.length) {
+        gateUpdates(bucketMarkSchema);
+        this.models.ListMark = this.db.model("ListMark", bucketMarkSchema, `${this.name}_list_marks`);
+      }
       this.listSequences = {};
       this.listOptions = options.listOptions ?? {};
     },
@@ -86,8 +93,8 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       await ensureStandInIndexes(this.db, models, this.settings?.storePostgresUrl ?? config().storePostgresUrl, this.logger);
       // PostgreSQL plans FerretDB's queries from table statistics; where autovacuum is off (these machines'
       // shared PostgreSQL) nothing else refreshes them as collections grow.
-      this.analyzeStore();
-      this.statsTimer = setInterval(() => this.analyzeStore(), STATS_REFRESH_MS);
+      this.analyzeStore(true);
+      this.statsTimer = setInterval(() => this.analyzeStore(), STORE_MAINTENANCE_MS);
       this.statsTimer.unref?.();
     },
     async stopped(this: any) {
@@ -121,9 +128,10 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
         for (let b = Math.floor(top / size); top >= 0 && b >= 0; b--) out.push(`${scope}:${b}`);
         return out;
       },
-      analyzeStore(this: any) {
+      analyzeStore(this: any, force = false) {
         if (this.analyzing) return;
-        this.analyzing = analyzeStandIn(this.db, Object.values(this.models) as Model<any>[], this.settings?.storePostgresUrl ?? config().storePostgresUrl)
+        this.analyzing = maintainStandIn(this.db, Object.values(this.models) as Model<any>[], this.settings?.storePostgresUrl ?? config().storePostgresUrl, force)
+          .then((done: string[]) => done.length && this.logger.debug({ tables: done }, "store maintenance"))
           .catch((err: Error) => this.logger.warn({ err: err.message }, "refreshing the store's statistics failed"))
           .finally(() => (this.analyzing = null));
       },
@@ -144,7 +152,7 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
   };
 }
 
-const STATS_REFRESH_MS = 15 * 60_000;
+const STORE_MAINTENANCE_MS = 30_000;
 
 /** The sequence and marks of one listed model, made on first use. */
 function listSequence(service: any, model: string): ListSequence {

@@ -49,7 +49,7 @@ function marked(ctx: Context<any, any>, entry: OutboxEntry): OutboxEntry {
 }
 
 /** `models` names the models (from MongoMixin) whose documents carry outbox entries. */
-export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
+export function OutboxMixin(models: string[], options: { keepDispatched?: Record<string, number> } = {}): Partial<ServiceSchema> {
   return {
     actions: {
       /** Pending/dead counts and ages, read by the gateway for /ready and /metrics. */
@@ -108,7 +108,8 @@ export function OutboxMixin(models: string[]): Partial<ServiceSchema> {
       this.outboxRedis = redis;
       OutboxRelay.install(redis);
       const key = cfg.streamsHmacKeys[0] ?? null;
-      this.relay = new OutboxRelay(models.map((m) => this.models[m]), redis, key, { ...cfg.outbox, streamPrefix: cfg.streamPrefix, ...(this.settings?.outbox ?? {}) }, this.logger);
+      const keepByCollection = Object.fromEntries(Object.entries(options.keepDispatched ?? {}).map(([m, n]) => [this.models[m].collection.name, n]));
+      this.relay = new OutboxRelay(models.map((m) => this.models[m]), redis, key, { ...cfg.outbox, streamPrefix: cfg.streamPrefix, keepDispatchedFor: keepByCollection, ...(this.settings?.outbox ?? {}) }, this.logger);
       if (this.settings?.outboxRelay !== false) this.relay.start();
     },
     async stopped(this: any) {

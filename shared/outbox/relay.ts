@@ -20,7 +20,10 @@ export interface RelaySettings {
   leaseSec: number;
   maxAttempts: number;
   streamMaxLen: number;
+  /** Published entries a document keeps (most recent first); 0 drops them once recorded. */
   keepDispatched: number;
+  /** Per collection, where a service reads published entries back (activation status keeps them). */
+  keepDispatchedFor?: Record<string, number>;
   /** How long Redis remembers an outbox id it has published (dedupe window). */
   dedupeTtlSec?: number;
   /** Full scan for documents whose hint was lost. */
@@ -457,7 +460,8 @@ export class OutboxRelay {
   /** Applies the results to the document's array and its hints; the caller holds the document lock. */
   private async writeBack(model: Model<any>, doc: any, results: Map<string, Partial<OutboxEntry>>): Promise<void> {
     const sum = this.summarize(doc, results);
-    const done = sum.entries.filter((e) => e.dispatched_at).slice(-this.settings.keepDispatched);
+    const keep = this.settings.keepDispatchedFor?.[model.collection.name] ?? this.settings.keepDispatched;
+    const done = keep > 0 ? sum.entries.filter((e) => e.dispatched_at).slice(-keep) : [];
     const kept = sum.entries.filter((e) => !e.dispatched_at || done.includes(e));
     const set: Record<string, unknown> = { _outbox: kept, _outbox_pending: sum.open.length, _outbox_dead: sum.dead.length, _outbox_open: !!sum.nextAt, _outbox_has_dead: sum.dead.length > 0 };
     const unset: Record<string, 1> = {};

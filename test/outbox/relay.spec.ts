@@ -8,7 +8,8 @@ import { loadConfig } from "../../shared/config";
 let c: Cluster;
 let redis: Redis;
 beforeAll(async () => {
-  c = await startCluster();
+  // Published entries stay in their documents here, so the tests can read what was recorded.
+  c = await startCluster({ env: { OUTBOX_KEEP_DISPATCHED: "20" } });
   redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
 });
 afterAll(async () => {

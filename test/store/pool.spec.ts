@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { Client } from "pg";
 import { withDocLock } from "../../shared/doc-lock";
+import { gateConnection, gateUpdates } from "../../shared/store/update-gate";
 import { loadConfig } from "../../shared/config";
 import { processNames } from "../../deploy/local/services";
 
@@ -30,12 +31,13 @@ function ferretPoolSize(): number | null {
 }
 
 describe("FerretDB pool sizing", () => {
-  test("all services' pools together take at most half of FerretDB's pool, which fits PostgreSQL's max_connections", async () => {
-    const perService = loadConfig({ CARACAL_MODE: "dev" }).mongoPoolSize;
-    // Every process but the gateway runs one service connection; the gateway one (admin tokens).
-    const total = processNames().length * perService;
+  test("all services' updates together take at most half of FerretDB's pool, their pools at most all of it, and it fits PostgreSQL's max_connections", async () => {
+    const cfg = loadConfig({ CARACAL_MODE: "dev" });
+    // One store connection per process (the gateway's holds admin tokens).
+    const processes = processNames().length;
     const pool = ferretPoolSize() ?? 80;
-    expect(total * 2).toBeLessThanOrEqual(pool);
+    expect(processes * cfg.mongoUpdateConcurrency * 2).toBeLessThanOrEqual(pool);
+    expect(processes * cfg.mongoPoolSize).toBeLessThanOrEqual(pool);
     const pg = new Client({ connectionString: pgUrl });
     await pg.connect();
     const max = Number((await pg.query("SHOW max_connections")).rows[0].max_connections);
@@ -44,12 +46,17 @@ describe("FerretDB pool sizing", () => {
   });
 
   test("200 concurrent locked updates of one document from 8 clients and 200 concurrent inserts: none lost, none stuck", async () => {
-    const perService = loadConfig({ CARACAL_MODE: "dev" }).mongoPoolSize;
+    const cfg = loadConfig({ CARACAL_MODE: "dev" });
     const clients: Connection[] = [];
-    for (let i = 0; i < 8; i++) clients.push(await mongoose.createConnection(mongoUrl, { maxPoolSize: perService }).asPromise());
+    for (let i = 0; i < 8; i++) {
+      const c = await mongoose.createConnection(mongoUrl, { maxPoolSize: cfg.mongoPoolSize }).asPromise();
+      gateConnection(c, cfg.mongoUpdateConcurrency);
+      clients.push(c);
+    }
     const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
     try {
       const schema = new Schema({ _id: String, n: Number, zone_id: String }, { versionKey: false, _id: false });
+      gateUpdates(schema);
       const models = clients.map((c) => c.model("Counter", schema, "counters"));
       await models[0]!.create({ _id: "c1", n: 0 });
       const updates = Array.from({ length: 200 }, (_, i) =>
@@ -68,4 +75,40 @@ describe("FerretDB pool sizing", () => {
     }
     // A wedged pool never finishes: the test's own timeout is the failure.
   }, 120_000);
+
+  test("a connection's gate holds its updates and deletes to the gate's size, and a failed update gives its place back", async () => {
+    const c = await mongoose.createConnection(mongoUrl, { maxPoolSize: 10 }).asPromise();
+    gateConnection(c, 2);
+    try {
+      const schema = new Schema({ _id: String, n: Number, s: String }, { versionKey: false, _id: false });
+      gateUpdates(schema);
+      let inFlight = 0;
+      let most = 0;
+      // Registered after the gate's own hooks: runs once the gate has let the query through.
+      schema.pre(["updateOne", "deleteOne"], { document: false, query: true }, function () {
+        inFlight++;
+        most = Math.max(most, inFlight);
+      });
+      schema.post(["updateOne", "deleteOne"], { document: false, query: true }, function () {
+        inFlight--;
+      });
+      schema.post(["updateOne", "deleteOne"], { document: false, query: true }, function (err: unknown, _r: unknown, next: (e?: unknown) => void) {
+        inFlight--;
+        next(err);
+      } as any);
+      const M = c.model("Gated", schema, "gated");
+      await M.insertMany(Array.from({ length: 30 }, (_, i) => ({ _id: `g${i}`, n: 0, s: "text" })));
+      // A failing update ($inc of a string) must release its place.
+      const failing = Array.from({ length: 5 }, () => M.updateOne({ _id: "g0" }, { $inc: { s: 1 } }).then(() => "ok", () => "failed"));
+      const updates = Array.from({ length: 20 }, (_, i) => M.updateOne({ _id: `g${i + 1}` }, { $inc: { n: 1 } }));
+      const deletes = Array.from({ length: 5 }, (_, i) => M.deleteOne({ _id: `g${i + 25}` }));
+      const results = await Promise.all([...failing, ...updates, ...deletes]);
+      expect(results.slice(0, 5)).toEqual(Array(5).fill("failed"));
+      expect(most).toBe(2);
+      expect(await M.countDocuments({ n: 1 })).toBe(20);
+    } finally {
+      await c.dropDatabase().catch(() => undefined);
+      await c.close();
+    }
+  });
 });

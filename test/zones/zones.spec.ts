@@ -1,4 +1,4 @@
-import { startCluster, type Cluster } from "../helpers/cluster";
+import { startCluster, eventually, type Cluster } from "../helpers/cluster";
 
 let c: Cluster;
 beforeAll(async () => {
@@ -75,6 +75,19 @@ describe("zones: create", () => {
     }
     const lookAlike = await post("/v1/zones", { name: "my-caracal-sys-zone" }, w.body.token);
     expect(lookAlike.status).toBe(201);
+  });
+});
+
+describe("zones: stored shape", () => {
+  test("once its event is recorded, a zone's document keeps no published entries (every read decodes every field)", async () => {
+    const z = await newZone();
+    const Zone = (c.brokers.zones!.getLocalService("zones") as any).models.Zone;
+    const doc = await eventually(async () => {
+      const d = await Zone.findById(z.id).lean();
+      return d && d._outbox_open === false ? d : undefined;
+    });
+    expect(doc._outbox).toEqual([]);
+    expect(doc._outbox_pending).toBe(0);
   });
 });
 
