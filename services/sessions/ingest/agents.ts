@@ -224,14 +224,18 @@ export class AgentIngest {
     const A = this.host.models.AgentSession;
     return this.host.locked(A, id, async (): Promise<EndResult> => {
       const set = { status: "terminated", terminated_at: at, termination_reason: reason, ended_entry: entryId, updated_at: new Date() };
-      // FerretDB v1 takes no projection on findAndModify: the whole (small) document comes back.
-      const before = await A.findOneAndUpdate({ _id: id, zone_id: zoneId, status: { $in: ["active", "suspended"] } }, { $set: { ...set, child_count: 0 } }).lean();
-      if (before) return { result: "done", parentId: before.parent_id, childCount: before.child_count };
-      const doc = await A.findById(id, { zone_id: 1, parent_id: 1, status: 1, ended_entry: 1 }).lean();
-      if (!doc) return { result: "missing", parentId: null, childCount: 0 };
-      if (doc.zone_id !== zoneId) return { result: "other_zone", parentId: null, childCount: 0 };
-      if (doc.status === "terminated" && entryId && doc.ended_entry && compareEntryIds(entryId, doc.ended_entry) < 0) await A.updateOne({ _id: id }, { $set: set });
-      return { result: "noop", parentId: doc.parent_id, childCount: 0 };
+      // Twice at most: an agent inserted between the conditional write and the read is live on the read.
+      for (let attempt = 0; ; attempt++) {
+        // FerretDB v1 takes no projection on findAndModify: the whole (small) document comes back.
+        const before = await A.findOneAndUpdate({ _id: id, zone_id: zoneId, status: { $in: ["active", "suspended"] } }, { $set: { ...set, child_count: 0 } }).lean();
+        if (before) return { result: "done", parentId: before.parent_id, childCount: before.child_count };
+        const doc = await A.findById(id, { zone_id: 1, parent_id: 1, status: 1, ended_entry: 1 }).lean();
+        if (!doc) return { result: "missing", parentId: null, childCount: 0 };
+        if (doc.zone_id !== zoneId) return { result: "other_zone", parentId: null, childCount: 0 };
+        if ((doc.status === "active" || doc.status === "suspended") && attempt === 0) continue;
+        if (doc.status === "terminated" && entryId && doc.ended_entry && compareEntryIds(entryId, doc.ended_entry) < 0) await A.updateOne({ _id: id }, { $set: set });
+        return { result: "noop", parentId: doc.parent_id, childCount: 0 };
+      }
     });
   }
 }

@@ -110,13 +110,17 @@ export async function moveSession(host: IngestHost, id: string, zoneId: string, 
   const S = host.models.Session;
   const set: Record<string, unknown> = { status: to, updated_at: new Date(), ended_entry: entryId, revoked_at: to === "revoked" ? at : null, revoked_reason: to === "revoked" ? (reason ?? "session_revoked") : null };
   const res = await host.locked(S, id, async () => {
-    const before = await S.findOneAndUpdate({ _id: id, zone_id: zoneId, status: "active" }, { $set: set }).lean(); // FerretDB v1 takes no projection here
-    if (before) return "done" as const;
-    const doc = await S.findById(id, { zone_id: 1, ended_entry: 1 }).lean();
-    if (!doc) return "missing" as const;
-    if (doc.zone_id !== zoneId) return "other_zone" as const;
-    if (entryId && doc.ended_entry && compareEntryIds(entryId, doc.ended_entry) < 0) await S.updateOne({ _id: id }, { $set: set });
-    return "noop" as const;
+    // Twice at most: a session inserted between the conditional write and the read is active on the read.
+    for (let attempt = 0; ; attempt++) {
+      const before = await S.findOneAndUpdate({ _id: id, zone_id: zoneId, status: "active" }, { $set: set }).lean(); // FerretDB v1 takes no projection here
+      if (before) return "done" as const;
+      const doc = await S.findById(id, { zone_id: 1, status: 1, ended_entry: 1 }).lean();
+      if (!doc) return "missing" as const;
+      if (doc.zone_id !== zoneId) return "other_zone" as const;
+      if (doc.status === "active" && attempt === 0) continue;
+      if (entryId && doc.ended_entry && compareEntryIds(entryId, doc.ended_entry) < 0) await S.updateOne({ _id: id }, { $set: set });
+      return "noop" as const;
+    }
   });
   if (res === "done") await host.redis.zrem(activeKeys(host, zoneId).active, id);
   return res;
