@@ -8,6 +8,7 @@ import { PROVIDERS_API } from "../services/providers/providers.api";
 import { POLICIES_API } from "../services/policies/policies.api";
 import { GRANTS_API } from "../services/grants/grants.api";
 import { AUDIT_API } from "../services/audit/audit.api";
+import { SESSIONS_API } from "../services/sessions/sessions.api";
 
 export const API_MODULES: Record<string, ServiceApi> = {
   adminTokens: ADMIN_TOKENS_API,
@@ -17,4 +18,5 @@ export const API_MODULES: Record<string, ServiceApi> = {
   policies: POLICIES_API,
   grants: GRANTS_API,
   audit: AUDIT_API,
+  sessions: SESSIONS_API,
 };

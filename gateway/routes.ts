@@ -64,6 +64,12 @@ export const ROUTES: RouteDef[] = [
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/versions/:versionId", action: "policies.getSetVersion", summary: "Get a policy-set version" },
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/activate", action: "policies.activateSet", bodyError: "invalid_body", summary: "Activate a policy-set version (202, asynchronous)" },
   { method: "GET", path: "/zones/:zoneId/policy-sets/:id/activation-status", action: "policies.activationStatus", summary: "Propagation status of an activation" },
+  { method: "GET", path: "/zones/:zoneId/sessions", action: "sessions.listSessions", summary: "List subject sessions (format=csv exports them)" },
+  { method: "GET", path: "/zones/:zoneId/agent-sessions", action: "sessions.listAgentSessions", summary: "List agent sessions (format=csv exports them)" },
+  { method: "GET", path: "/zones/:zoneId/step-up-challenges", action: "sessions.listChallenges", summary: "List step-up challenges" },
+  { method: "GET", path: "/zones/:zoneId/step-up-challenges/:id", action: "sessions.getChallenge", summary: "Get a step-up challenge" },
+  { method: "POST", path: "/zones/:zoneId/step-up-challenges/:id/satisfy", action: "sessions.satisfyChallenge", summary: "Approve a pending step-up challenge (not by its own session's subject)" },
+
   { method: "POST", path: "/zones/:zoneId/policy-sets/:id/simulate", action: "policies.simulate", bodyError: "invalid_body", summary: "Dry-run a policy-set version, executing it with OPA when an input is given" },
 
   { method: "GET", path: "/zones/:zoneId/grants", action: "grants.list", summary: "List delegated grants (filters: application_id, user_id/subject_id, resource_id, provider_id, status, scopes)" },

@@ -61,6 +61,10 @@ export interface Config {
   oauthTest: { allowLoopback: boolean; caPem: string | null };
   /** Audit service: retention ceiling (days), stream consumers, zone-event SSE (see services/audit). */
   audit: { retentionMaxDays: number; claimIdleMs: number; maxDeliveries: number; retentionSweepMs: number; sseHeartbeatMs: number; sseClientBufferBytes: number };
+  /** Consumer-group readers of the sessions service (shared/streams/consumer.ts). */
+  streams: { batch: number; concurrency: number; blockMs: number; claimIdleMs: number; maxDeliveries: number };
+  /** How often the sessions reaper expires the sessions of archived zones. */
+  sessionsReaperMs: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min = 0): number {
@@ -189,6 +193,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config & { gen
     controlAudience: env.CONTROL_AUDIENCE?.trim() || "caracal-control",
     maxResourcesPerZone: int(env, "API_MAX_RESOURCES_PER_ZONE", 100000, 1),
     dcrGcIntervalMs: int(env, "DCR_GC_INTERVAL_MS", 60_000, 100),
+    streams: {
+      batch: int(env, "STREAM_BATCH", 100, 1),
+      concurrency: int(env, "STREAM_CONCURRENCY", 2, 1),
+      blockMs: int(env, "STREAM_BLOCK_MS", 5000, 10),
+      claimIdleMs: int(env, "STREAM_CLAIM_IDLE_MS", 30_000, 50),
+      maxDeliveries: int(env, "STREAM_MAX_DELIVERIES", 8, 1),
+    },
+    sessionsReaperMs: int(env, "SESSIONS_REAPER_MS", 60_000, 50),
     readyServices: env.READY_SERVICES?.trim() ? env.READY_SERVICES.split(",").map((x) => x.trim()).filter(Boolean) : null,
     oauthTest: { allowLoopback, caPem: caFile ? readFileSync(caFile, "utf8") : null },
     audit: {

@@ -7,6 +7,7 @@ export interface RequestMeta {
   $statusCode?: number;
   $location?: string;
   $responseHeaders?: Record<string, string>;
+  /** Content type of a non-JSON answer (a CSV stream, an HTML page). */
   $responseType?: string;
   /** The request's Accept header, for routes that answer HTML or JSON (RouteDef.negotiates). */
   accept?: string;

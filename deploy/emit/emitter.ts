@@ -30,12 +30,16 @@ export class Emitter {
     return this.prefix + base;
   }
 
-  /** The fields as they will travel: spoils applied, then signed over the prefixed stream name. */
-  entry(base: string, fields: FlatFields): Record<string, string> {
+  /**
+   * The fields as they will travel: spoils applied, then signed over the prefixed stream name (§7.4 `_sig`),
+   * unless `sign` is false (a kind whose stream has its own scheme, such as the audit entries' `sig`, signs
+   * its fields itself).
+   */
+  entry(base: string, fields: FlatFields, sign_ = true): Record<string, string> {
     const out: FlatFields = { ...fields, ...(this.spoil.set ?? {}) };
     for (const name of this.spoil.unset ?? []) delete out[name];
     const stream = this.stream(base);
-    if (!this.spoil.unsigned && this.key) {
+    if (sign_ && !this.spoil.unsigned && this.key) {
       out.kid = this.key.kid;
       out._sig = this.spoil.badSignature ? sign(Buffer.alloc(32, 0xee), stream, out) : sign(this.key.key, stream, out);
     }
@@ -46,7 +50,7 @@ export class Emitter {
   }
 
   /** Publishes entries in order, in one pipeline; returns their stream ids. */
-  async publish(base: string, list: FlatFields[]): Promise<string[]> {
+  async publish(base: string, list: FlatFields[], opts: { sign?: boolean } = {}): Promise<string[]> {
     if (!list.length) return [];
     if (this.beforeFirst) {
       const check = this.beforeFirst;
@@ -55,7 +59,7 @@ export class Emitter {
     }
     const stream = this.stream(base);
     const pipe = this.redis.pipeline();
-    for (const fields of list) pipe.xadd(stream, "MAXLEN", "~", this.maxLen, "*", ...toStreamArgs(this.entry(base, fields)));
+    for (const fields of list) pipe.xadd(stream, "MAXLEN", "~", this.maxLen, "*", ...toStreamArgs(this.entry(base, fields, opts.sign ?? true)));
     const res = (await pipe.exec()) ?? [];
     const ids: string[] = [];
     for (const [err, id] of res) {

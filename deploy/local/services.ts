@@ -9,6 +9,7 @@ export const PROCESSES: Record<string, () => Promise<ServiceSchema<any, any, any
   policies: async () => [(await import("../../services/policies/policies.service")).default],
   grants: async () => [(await import("../../services/grants/grants.service")).default],
   audit: async () => [(await import("../../services/audit/audit.service")).default],
+  sessions: async () => [(await import("../../services/sessions/sessions.service")).default],
 };
 
 export const processNames = (): string[] => Object.keys(PROCESSES);

@@ -17,7 +17,7 @@ import { withDocLock } from "../doc-lock";
 import { docLockKey } from "../outbox/relay";
 import { ensureStandInIndexes, maintainStandIn } from "../store/ferret-indexes";
 import { gateConnection, gateUpdates } from "../store/update-gate";
-import { ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
+import { BUCKET_SIZE, ListSequence, bucketMarkSchema, type ListedFields, type ListRowsOptions, type ListRowsResult } from "../list/buckets";
 import type { ListQuery } from "../pagination";
 
 export interface MongoVars {
@@ -37,6 +37,8 @@ export interface MongoMethods {
   listUpdated(model: string): Promise<void>;
   /** One page's rows of a listed model (see shared/list/buckets.ts): give them to pageOf. */
   listRows<R extends Record<string, any>>(model: string, scope: string, q: ListQuery, opts?: ListRowsOptions<R>): Promise<ListRowsResult<R>>;
+  /** Every bucket key of a scope, newest first: a whole-scope job (a reaper) reads or updates one bucket at a time. */
+  listBuckets(model: string, scope: string): Promise<string[]>;
   /**
    * Does for this service's tables on the stand-in what autovacuum would (statistics, dead rows; see
    * maintainStandIn; a no-op on MongoDB): at start, every STORE_MAINTENANCE_MS, and whenever a service
@@ -119,6 +121,13 @@ export function MongoMixin(models: Record<string, { schema: Schema; collection: 
       },
       listRows(this: any, model: string, scope: string, q: ListQuery, opts: ListRowsOptions<any> = {}) {
         return listSequence(this, model).rows(this.models[model], scope, q.limit, q.after, opts);
+      },
+      async listBuckets(this: any, model: string, scope: string) {
+        const top = await listSequence(this, model).top(scope);
+        const size = options.listOptions?.[model]?.bucketSize ?? BUCKET_SIZE;
+        const out: string[] = [];
+        for (let b = Math.floor(top / size); top >= 0 && b >= 0; b--) out.push(`${scope}:${b}`);
+        return out;
       },
       analyzeStore(this: any, force = false) {
         if (this.analyzing) return;

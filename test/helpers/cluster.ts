@@ -16,6 +16,8 @@ export interface Cluster {
   http: () => ReturnType<typeof request>;
   /** Stops one process's broker (as a crash would, minus the crash) and starts a fresh one in its place. */
   restart: (name: string) => Promise<ServiceBroker>;
+  /** Stops one process's broker cleanly and leaves it stopped (start it again with `restart`). */
+  stopProcess: (name: string) => Promise<void>;
   /**
    * Makes one process's broker vanish as a killed process would: no goodbye on NATS, no more heartbeats,
    * its relay stopped, its replies never sent. `restart` then starts a fresh one without stopping it.
@@ -84,6 +86,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
   const names = processes;
   const brokers: Record<string, ServiceBroker> = {};
+  const stopped = new Set<ServiceBroker>();
   let generation = 0;
   const makeBroker = async (name: string) => {
     const broker = new ServiceBroker(
@@ -112,8 +115,12 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     stream: (logical: string) => streamPrefix + logical,
     brokers,
     http: () => request(url),
+    stopProcess: async (name: string) => {
+      await brokers[name]!.stop();
+      stopped.add(brokers[name]!);
+    },
     restart: async (name: string) => {
-      if (!crashed.has(brokers[name]!)) await brokers[name]!.stop();
+      if (!crashed.has(brokers[name]!) && !stopped.has(brokers[name]!)) await brokers[name]!.stop();
       const fresh = await makeBroker(name);
       await fresh.start();
       brokers[name] = fresh;
@@ -129,7 +136,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     },
     auth: (token = adminToken) => ({ Authorization: `Bearer ${token}` }),
     stop: async () => {
-      await Promise.all(Object.values(brokers).filter((b) => !crashed.has(b)).map((b) => b.stop()));
+      await Promise.all(Object.values(brokers).filter((b) => !crashed.has(b) && !stopped.has(b)).map((b) => b.stop()));
       // A crashed broker is never stopped (its handlers may still wait); only its store connections are closed.
       for (const b of crashed) for (const svc of (b as any).services) await svc.db?.close?.().catch(() => undefined);
       const mongoose = (await import("mongoose")).default;
