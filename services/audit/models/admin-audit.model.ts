@@ -1,25 +1,14 @@
 // Admin audit rows (reference-ops §2): one hash chain per zone (and one for requests outside any zone).
 import { Schema } from "mongoose";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
+import type { AdminAuditRecord } from "../../../shared/admin-audit";
 
 /** The chain of requests that name no zone (admin tokens, audit retention). Not a valid zone id. */
 export const GLOBAL_CHAIN = "*";
 
-export interface AdminAuditDoc {
+/** The stored row: the record as the gateway handed it off (see shared/admin-audit.ts), plus its chain. */
+export interface AdminAuditDoc extends Omit<AdminAuditRecord, "id" | "occurred_at"> {
   _id: string;
-  request_id: string;
-  actor_id: string | null;
-  actor_name: string | null;
-  actor_scope: string | null;
-  action: string;
-  method: string;
-  path: string;
-  zone_id: string | null;
-  entity_type: string | null;
-  entity_id: string | null;
-  status_code: number;
-  /** The exact JSON text that was hashed, so verification recomputes the same bytes. */
-  payload: string | null;
   occurred_at: Date;
   chain_key: string;
   chain_seq: number;

@@ -1,18 +1,12 @@
 // The zone events feed (decision 8): each signed `caracal.zone.events` entry, stored once per outbox id.
 import { Schema } from "mongoose";
 import { addListIndexes, listedFields } from "../../../shared/list/buckets";
+import type { ZoneEvent } from "../../../shared/zone-events";
 
-export interface ZoneEventDoc {
+/** The stored entry: the public shape (shared/zone-events.ts) with its details kept as JSON text. */
+export interface ZoneEventDoc extends Omit<ZoneEvent, "id" | "occurred_at" | "details"> {
   /** The entry's outbox id: a re-published entry is a duplicate key. */
   _id: string;
-  /** Where the entry sits in the Redis stream (the SSE event id). */
-  stream_id: string;
-  zone_id: string;
-  entity_type: string;
-  entity_id: string;
-  action: string;
-  actor_id: string | null;
-  request_id: string | null;
   occurred_at: Date;
   /** The entry's other fields (changed_fields, reason, …) as JSON text. */
   details: string;
