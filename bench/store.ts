@@ -91,7 +91,9 @@ const children: Child[] = [];
 
 function launch(name: string, args: string[], env: NodeJS.ProcessEnv): Child {
   // Services run from the bundle `npm run bench:store` builds, as `npm start` runs them; the echo pair under tsx.
-  const argv = args[0] === "service" ? ["dist/service.js", ...args.slice(1)] : ["--import", "tsx", ...args];
+  // BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") go to the services only: where their time goes.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const argv = args[0] === "service" ? [...nodeArgs, "dist/service.js", ...args.slice(1)] : ["--import", "tsx", ...args];
   const out = openSync(join(logDir, `store-${suffix}-${name}.log`), "a");
   const proc = spawn(process.execPath, argv, { cwd: ROOT, env, stdio: ["ignore", out, out] });
   const child = { name, proc };

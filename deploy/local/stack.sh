@@ -294,7 +294,8 @@ fi
 # collection for every query but `{_id}` and scanned on every update.
 PG_URL="${STORE_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/ferretdb}"
 # FerretDB's pool: an update holds one connection for its read and needs a second for its write, so the
-# clients together (services' MONGO_POOL_SIZE, default 4 each) must stay under half of it; it must also
+# updates of all clients together (MONGO_UPDATE_CONCURRENCY per service, default 4) must stay under half of
+# it, and all their connections (MONGO_POOL_SIZE, default 10 each) within it; it must also
 # stay under PostgreSQL's max_connections (100 by default) minus what else connects.
 FERRETDB_POOL="${FERRETDB_POOL_MAX_CONNS:-80}"
 

@@ -60,9 +60,20 @@ export function outboxEntry(stream: string, payload: FlatFields, requestId: stri
   };
 }
 
+/**
+ * The entry arrays that went into a new document through withNewEvents: such a document holds exactly
+ * these entries at `_outbox_v: 1` until something else touches its outbox (every such write increments
+ * the version), which lets the relay write their publish back without reading the document first.
+ */
+const creationOutboxes = new WeakSet<OutboxEntry[]>();
+
+/** Whether `entries` are the whole outbox a new document was created with (at `_outbox_v: 1`). */
+export const isCreationOutbox = (entries: OutboxEntry[]): boolean => creationOutboxes.has(entries);
+
 /** Fields to spread into a new document so it is created together with its events. */
 export function withNewEvents(entries: OutboxEntry[]): Record<string, unknown> {
   if (!entries.length) return {};
+  creationOutboxes.add(entries);
   const now = entries[0]!.created_at;
   return { _outbox: entries, _outbox_v: 1, _outbox_next_at: now, _outbox_pending: entries.length, _outbox_pending_since: now, _outbox_dead: 0, _outbox_open: true, _outbox_has_dead: false };
 }

@@ -10,7 +10,7 @@ import type { Model } from "mongoose";
 import type Redis from "ioredis";
 import { hostname } from "node:os";
 import { sign, toStreamArgs, type SigningKey, type FlatFields } from "../signing";
-import type { OutboxEntry } from "./entry";
+import { isCreationOutbox, type OutboxEntry } from "./entry";
 import { newId } from "../ids";
 import { tryDocLock } from "../doc-lock";
 
@@ -96,6 +96,13 @@ export function hintKeys(model: Model<any>) {
     results: (docId: string) => `${base}:res:${docId}`,
   };
 }
+
+/**
+ * A field of a document's results hash (not an entry id): the ids of the entries the document was
+ * created with, when its writer published them all. The recorder then writes them back with one update
+ * conditioned on `_outbox_v: 1` instead of reading the document first; anything else falls back.
+ */
+const CREATED_WITH = "@created_with";
 
 /** Adds to `tx` the hint that `count` entries of document `id` are due now (for the relay to publish). */
 function addHint(tx: ReturnType<Redis["multi"]>, model: Model<any>, id: string, count: number): void {
@@ -238,6 +245,7 @@ export class OutboxRelay {
     }
     const tx = this.redis.multi();
     for (const [id, r] of results) tx.hset(k.results(docId), id, JSON.stringify(r));
+    if (!failed && isCreationOutbox(entries)) tx.hset(k.results(docId), CREATED_WITH, JSON.stringify(entries.map((e) => e.id)));
     if (results.size) tx.zadd(k.record, "NX", Date.now(), docId);
     if (failed) addHint(tx, model, docId, failed);
     await tx.exec();
@@ -364,14 +372,24 @@ export class OutboxRelay {
   }
 
   private async storedResults(model: Model<any>, docId: string): Promise<Map<string, Partial<OutboxEntry>>> {
+    return (await this.readResults(model, docId)).results;
+  }
+
+  /** The publish results waiting for the recorder, and the creation mark (CREATED_WITH) if any. */
+  private async readResults(model: Model<any>, docId: string): Promise<{ results: Map<string, Partial<OutboxEntry>>; createdWith: string[] | null }> {
     const raw = await this.redis.hgetall(hintKeys(model).results(docId));
     const out = new Map<string, Partial<OutboxEntry>>();
+    let createdWith: string[] | null = null;
     for (const [id, json] of Object.entries(raw)) {
+      if (id === CREATED_WITH) {
+        createdWith = JSON.parse(json) as string[];
+        continue;
+      }
       const r = JSON.parse(json) as Record<string, unknown>;
       for (const f of ["dispatched_at", "dead_at", "available_at"]) if (typeof r[f] === "string") r[f] = new Date(r[f] as string);
       out.set(id, r as Partial<OutboxEntry>);
     }
-    return out;
+    return { results: out, createdWith };
   }
 
   /** Writes stored results back into their documents, a few documents at a time. */
@@ -412,12 +430,14 @@ export class OutboxRelay {
     const lock = await tryDocLock(this.redis, docLockKey(model, docId), this.settings.leaseSec * 1000);
     if (!lock) return false;
     try {
-      const results = await this.storedResults(model, docId);
-      const doc = await model.findById(docId).lean();
-      if (doc && results.size) await this.writeBack(model, doc, results);
+      const { results, createdWith } = await this.readResults(model, docId);
+      if (!(createdWith && (await this.writeBackCreated(model, docId, results, createdWith)))) {
+        const doc = await model.findById(docId).lean();
+        if (doc && results.size) await this.writeBack(model, doc, results);
+      }
       // Only what was written back is forgotten: a writer may have added results meanwhile.
       const tx = this.redis.multi().zrem(k.record, docId);
-      if (results.size) tx.hdel(k.results(docId), ...results.keys());
+      if (results.size || createdWith) tx.hdel(k.results(docId), ...results.keys(), ...(createdWith ? [CREATED_WITH] : []));
       await tx.exec();
       if ((await this.redis.hlen(k.results(docId))) > 0) await this.redis.zadd(k.record, "NX", Date.now(), docId);
       return true;
@@ -455,6 +475,22 @@ export class OutboxRelay {
     else tx.zrem(k.due, docId).zrem(k.pendingSince, docId).hdel(k.pendingCount, docId);
     if (sum.deadSince) tx.zadd(k.deadSince, sum.deadSince.getTime(), docId).hset(k.deadCount, docId, sum.dead.length);
     else tx.zrem(k.deadSince, docId).hdel(k.deadCount, docId);
+  }
+
+  /**
+   * The write-back of a document still as its writer created it, every entry published: one update
+   * conditioned on `_outbox_v: 1` (any other write of the outbox increments it), no read. False when it
+   * does not apply (published entries are kept, an entry is not published, the document moved on).
+   */
+  private async writeBackCreated(model: Model<any>, docId: string, results: Map<string, Partial<OutboxEntry>>, createdWith: string[]): Promise<boolean> {
+    const keep = this.settings.keepDispatchedFor?.[model.collection.name] ?? this.settings.keepDispatched;
+    if (keep > 0 || results.size !== createdWith.length || !createdWith.every((id) => results.get(id)?.dispatched_at)) return false;
+    const tx = this.redis.multi();
+    this.hintTx(tx, model, docId, this.summarize({ _outbox: [] }, results));
+    await tx.exec();
+    const set = { _outbox: [], _outbox_pending: 0, _outbox_dead: 0, _outbox_open: false, _outbox_has_dead: false };
+    const res = await model.updateOne({ _id: docId, _outbox_v: 1 }, { $set: set, $unset: { _outbox_next_at: 1, _outbox_pending_since: 1, _outbox_dead_since: 1 }, $inc: { _outbox_v: 1 } });
+    return res.matchedCount === 1;
   }
 
   /** Applies the results to the document's array and its hints; the caller holds the document lock. */
