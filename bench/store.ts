@@ -4,8 +4,9 @@
 //   zones-list  GET /v1/zones?limit=200, page 1 and a deep page reached by walking, over 1,000 zones
 //   post        POST /v1/zones for 10 s at 50 connections, then the outbox backlog watched until it is 0
 //   zones-list  the same two rows over 20,000 zones
-//   patch       PATCH /v1/zones/:id at 20 connections over distinct zones, and a burst on one zone
-//   get         GET /v1/zones/:id at 50 connections, random ids among 100,000 zones
+//   patch       PATCH /v1/zones/:id at 20 connections over distinct zones, then one at a time, and a burst on one zone
+//   get         GET /v1/zones/:id at 50 connections, random ids among 100,000 zones, then one at a time; and the
+//               store's findOne({_id}) (what findById sends) one at a time, from this process
 //   resources   GET /v1/zones/:z/resources?limit=50, page 1 and a deep page, 20 sequential requests each:
 //               in a zone of 10,000 among 100,000 resources (10 zones), then in one zone holding 100,000
 // Everything is seeded through the public API (the store may add fields at creation), with bounded
@@ -26,6 +27,8 @@ import mongoose from "mongoose";
 import autocannon from "autocannon";
 import Redis from "ioredis";
 import { ServiceBroker } from "moleculer";
+import { ListSequence, bucketMarkSchema, type BucketMark } from "../shared/list/buckets";
+import { newId } from "../shared/ids";
 
 const ROOT = join(__dirname, "..");
 const num = (name: string, def: number) => Number(process.env[name] ?? def);
@@ -46,9 +49,20 @@ const RES_PAGE = 50;
 const RES_ZONES = num("BENCH_RESOURCE_ZONES", 10);
 const RES_PER_ZONE = num("BENCH_RESOURCES_PER_ZONE", 10_000);
 const RES_ONE_ZONE = num("BENCH_RESOURCES_ONE_ZONE", 100_000);
+/**
+ * "api" (default): every resource through POST …/resources. "store": one resource per zone through the API,
+ * the rest copied from it straight into the store in batches, each with its list fields from the same
+ * sequence and marks the providers service uses (shared/list/buckets.ts), as after their events were
+ * recorded. Creating 100,000 resources through the API takes longer than a bench run should (each create
+ * checks the zone, the provider, the application and the zone's quota under its lock).
+ */
+const RES_SEED = process.env.BENCH_RESOURCE_SEED ?? "api";
+const STORE_SEED_BATCH = 500;
 /** Deep resources page; default the middle of the zone (page 100 of 200 at 10,000, page 1,000 at 100,000). */
 const RES_DEEP = process.env.BENCH_RES_DEEP_PAGE ? Number(process.env.BENCH_RES_DEEP_PAGE) : null;
 const SAMPLES = num("BENCH_SAMPLES", 20);
+/** Requests one at a time (latency without queueing) for GET and PATCH by id, and store reads by `_id`. */
+const ONE_AT_A_TIME = num("BENCH_ONE_AT_A_TIME", 300);
 const SLOW_SAMPLES = num("BENCH_SLOW_SAMPLES", 3);
 /** A probe slower than this: 50 connections would queue past the gateway's 10 s timeout on 2 cores. */
 const SLOW_MS = num("BENCH_SLOW_MS", 1_000);
@@ -406,7 +420,7 @@ interface Sample {
   init?: () => RequestInit;
 }
 
-async function sequential(phase: string, sample: Sample, n: number, first?: { ms: number; status: number }): Promise<Sampled> {
+async function sequential(phase: string, sample: Sample | (() => Sample), n: number, first?: { ms: number; status: number }): Promise<Sampled> {
   return withCpu(phase, async () => {
     const ms: number[] = [];
     const codes: Record<string, number> = {};
@@ -416,7 +430,7 @@ async function sequential(phase: string, sample: Sample, n: number, first?: { ms
     }
     const t0 = performance.now();
     while (ms.length < n) {
-      const p = await probe(sample);
+      const p = await probe(typeof sample === "function" ? sample() : sample);
       ms.push(p.ms);
       codes[p.status] = (codes[p.status] ?? 0) + 1;
     }
@@ -677,6 +691,9 @@ async function zonesStage(): Promise<void> {
         amount: PATCH_BURST,
         requests: [{ method: "PATCH", setupRequest: (req: any) => ({ ...req, body: JSON.stringify({ name: `burst ${m++}` }) }) }],
       } as any);
+      const one1 = await sequential(`PATCH /v1/zones/:id, ${n} zones, one at a time, distinct zones`, () => ({ url: `${stage.base}/v1/zones/${order[k++ % order.length]}`, init: () => ({ method: "PATCH", body: JSON.stringify({ name: `one at a time ${k}` }) }) }), ONE_AT_A_TIME);
+      rows.push({ row: `PATCH /v1/zones/:id, ${n} zones, one at a time, distinct zones`, rps: one1.rps, p50: one1.p50, p99: one1.p99, non2xx: fmtNon2xx(one1.non2xx, one1.codes), echo: echoRps, notes: [`${one1.n} sequential requests; req/s sequential`] });
+      await settle();
       rows.push({
         row: `PATCH one zone, ${PATCH_BURST} requests at ${PATCH_CONNECTIONS} in flight, ${n} zones`,
         rps: burst.rps,
@@ -701,6 +718,27 @@ async function zonesStage(): Promise<void> {
         true,
       );
       await loadRow(`GET /v1/zones/:id, ${n} zones, random ids`, r, [...notes, "the zones service caches a zone read for 30 s (up to 50,000)"], { url: `${stage.base}/v1/zones/${ids[0]}` });
+      // Latency without queueing: ids the load above did not read are not in the zones service's cache.
+      const unread = shuffle(ids).slice(0, ONE_AT_A_TIME * 2);
+      let u = 0;
+      const seqGet = await sequential(`GET /v1/zones/:id, ${n} zones, one at a time`, () => ({ url: `${stage.base}/v1/zones/${unread[u++ % unread.length]}` }), ONE_AT_A_TIME);
+      rows.push({ row: `GET /v1/zones/:id, ${n} zones, one at a time, random ids`, rps: seqGet.rps, p50: seqGet.p50, p99: seqGet.p99, non2xx: fmtNon2xx(seqGet.non2xx, seqGet.codes), echo: echoRps, notes: [`${seqGet.n} sequential requests; req/s sequential; mostly ids not read before (not cached)`] });
+      // What findById sends, straight to the store: the target's "every findById".
+      const conn = await mongoose.createConnection(mongoUrlFor(stage.db)).asPromise();
+      try {
+        const zones = conn.collection("zones");
+        const ms: number[] = [];
+        for (let i = 0; i < ONE_AT_A_TIME; i++) {
+          const t = performance.now();
+          await zones.findOne({ _id: unread[(ONE_AT_A_TIME + i) % unread.length] as any });
+          ms.push(performance.now() - t);
+        }
+        ms.sort((a, b) => a - b);
+        log(`  store findOne({_id}): p50 ${pct(ms, 0.5)} ms, p99 ${pct(ms, 0.99)} ms`);
+        rows.push({ row: `store findOne({_id}) (what findById sends), ${n} zones, one at a time`, rps: null, p50: pct(ms, 0.5), p99: pct(ms, 0.99), non2xx: "–", echo: echoRps, notes: [`${ONE_AT_A_TIME} reads of random ids from the bench process, straight to the store`] });
+      } finally {
+        await conn.close();
+      }
     }
   } finally {
     await stage.stop();
@@ -723,11 +761,12 @@ async function resourcesCase(label: string, zones: number, perZone: number, conc
       setup.push({ zone: z.json.id, provider: p.json.id, app: a.json.id });
     }
     const total = zones * perZone;
-    const reached = await seed(`resources ${zones}×${perZone}`, 0, total, concurrency, async (i) => {
+    const createResource = async (i: number) => {
       const s = setup[i % zones]!;
       const r = await post(`${stage.base}/v1/zones/${s.zone}/resources`, { identifier: `resource://bench-${i}`, upstream_url: "https://api.example", scopes: ["read"], credential_provider_id: s.provider, gateway_application_id: s.app });
       return r.status;
-    });
+    };
+    const reached = RES_SEED === "store" ? await seedResourcesInStore(stage, setup, perZone, createResource) : await seed(`resources ${zones}×${perZone}`, 0, total, concurrency, createResource);
     const inZone = Math.round(reached / zones);
     const where = zones === 1 ? `one zone holding ${reached}` : `zone of ≈${inZone} among ${reached} (${zones} zones)`;
     log(`resources list: ${where}`);
@@ -755,6 +794,62 @@ async function resourcesCase(label: string, zones: number, perZone: number, conc
   }
 }
 
+/** BENCH_RESOURCE_SEED=store: see RES_SEED. Returns how many resources the zones hold. */
+async function seedResourcesInStore(stage: Stage, setup: { zone: string }[], perZone: number, createResource: (i: number) => Promise<number>): Promise<number> {
+  const what = `resources ${setup.length}×${perZone} (store)`;
+  for (let i = 0; i < setup.length; i++) if ((await createResource(i)) !== 201) throw new Error("resource create through the API failed");
+  await settle();
+  const conn = await mongoose.createConnection(mongoUrlFor(stage.db)).asPromise();
+  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const t0 = Date.now();
+  let done = setup.length;
+  try {
+    const resources = conn.collection("resources");
+    const counters = conn.collection("provider_counters");
+    const marks = conn.model<BucketMark>("ListMark", bucketMarkSchema, "providers_list_marks");
+    // The providers service's sequence: the same Redis keys (database-prefixed) and marks collection.
+    const seq = new ListSequence(redis, marks, "resources", `${stage.db}:`);
+    const templates = new Map<string, any>();
+    for (const { zone } of setup) {
+      // As an API-made resource looks once its event is published and recorded (nothing for the relay).
+      const { _outbox_next_at, _outbox_pending_since, _outbox_dead_since, ...t } = (await resources.findOne({ zone_id: zone } as any)) as any;
+      templates.set(zone, { ...t, _outbox: [], _outbox_v: 2, _outbox_pending: 0, _outbox_dead: 0, _outbox_open: false, _outbox_has_dead: false });
+    }
+    await withCpu(`seed ${what}`, async () => {
+      let lastLog = Date.now();
+      for (const { zone } of setup) {
+        const t = templates.get(zone)!;
+        for (let made = 1; made < perZone && Date.now() - t0 < SEED_BUDGET_S * 1000; ) {
+          const n = Math.min(STORE_SEED_BATCH, perZone - made);
+          const stamps = Array.from({ length: n }, () => new Date());
+          const fields = await seq.assign(zone, stamps);
+          const docs = fields.map((f, k) => {
+            const identifier = `resource://bench-store-${zone}-${made + k}`;
+            return { ...t, ...f, _id: newId(), name: identifier, identifier, identifier_key: `${zone}|${identifier}`, created_at: stamps[k], updated_at: stamps[k] };
+          });
+          await resources.insertMany(docs as any[], { ordered: false });
+          await seq.stored(docs);
+          made += n;
+          done += n;
+          if (Date.now() - lastLog > 10_000) {
+            log(`  seeding ${what}: ${done}/${setup.length * perZone}, ${Math.round((done * 1000) / (Date.now() - t0))}/s`);
+            lastLog = Date.now();
+          }
+        }
+        // The zone's quota counter agrees with what it holds.
+        await counters.updateOne({ _id: `resources:${zone}` } as any, { $set: { value: perZone } }, { upsert: true });
+      }
+    });
+  } finally {
+    redis.disconnect();
+    await conn.close();
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  seeding.push({ what, from: 0, target: setup.length * perZone, reached: done, seconds: Math.round(seconds), failed: "0" });
+  log(`  seeded ${what}: ${done} in ${seconds.toFixed(0)} s`);
+  return done;
+}
+
 // ---- report ----------------------------------------------------------------------------------------
 
 function report(): void {
@@ -764,7 +859,7 @@ function report(): void {
   console.log(`run of ${((Date.now() - startedAt) / 60_000).toFixed(1)} min; loads ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up (reads), ${CONNECTIONS} connections unless said; echo ${ECHO_SECONDS} s at ${CONNECTIONS} connections at the start of each phase; 2 cores shared by load generator, servers and other users`);
   console.log("\n| row | req/s (2xx) | p50 ms | p99 ms | non-2xx | echo req/s | notes |\n|---|---|---|---|---|---|---|");
   for (const r of rows) console.log(`| ${r.row} | ${f(r.rps)} | ${f(r.p50)} | ${f(r.p99)} | ${r.non2xx} | ${f(r.echo)} | ${r.notes.join("; ")} |`);
-  console.log("\nSeeding (through the API):\n\n| what | from → reached / target | seconds | created per second | failed |\n|---|---|---|---|---|");
+  console.log("\nSeeding (through the API; rows marked (store): see BENCH_RESOURCE_SEED):\n\n| what | from → reached / target | seconds | created per second | failed |\n|---|---|---|---|---|");
   for (const s of seeding) console.log(`| ${s.what} | ${s.from.toLocaleString("en-US")} → ${s.reached.toLocaleString("en-US")} / ${s.target.toLocaleString("en-US")} | ${s.seconds} | ${Math.round((s.reached - s.from) / Math.max(s.seconds, 1))} | ${s.failed} |`);
   const procs = [...new Set(cpuRows.flatMap((r) => Object.keys(r.cpu)))];
   console.log(`\nCPU seconds per process during each load and seeding step (2 cores = 2 CPU-seconds per second):\n\n| phase | seconds | load avg | ${procs.join(" | ")} |\n|---|---|---|${procs.map(() => "---").join("|")}|`);

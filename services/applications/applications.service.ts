@@ -149,7 +149,7 @@ const ApplicationsService: ServiceSchema<{ dcrGcIntervalMs?: number }, Methods> 
           events = [this.zoneEvent(ctx, zoneId, "application", id, "updated", { changed_fields: changed, secret_rotated: body.client_secret !== undefined ? "true" : null })];
           return this.apps().findOneAndUpdate({ _id: id }, pushEvents({ $set: set }, events), { returnDocument: "after" }).lean<ApplicationDoc>();
         });
-        await this.outboxKick("Application", id, events);
+        await this.outboxKick("Application", id, events, updated);
         return { id: updated!._id, name: updated!.name };
       },
     },

@@ -149,7 +149,7 @@ const ZonesService: ServiceSchema<{}, Methods> = {
         }
         if (!updated) throw notFound("zone_not_found", "zone not found");
         this.zoneChanged(ctx, id);
-        await this.outboxKick("Zone", id, events);
+        await this.outboxKick("Zone", id, events, updated);
         if (extra.dcr_shutdown === "revoke_live") {
           // The event above guarantees the revocation; this call makes it visible before we answer.
           await ctx.call("applications.revokeLiveDcr", { zone_id: id }).catch((err: Error) => {

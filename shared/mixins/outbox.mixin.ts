@@ -27,8 +27,10 @@ export interface OutboxMethods {
   /**
    * Call after every write that added outbox entries (model name as given to OutboxMixin, the
    * document id, the entries written): publishes them now, or leaves the relay a hint when it cannot.
+   * `stored`, when the write returned the document (findOneAndUpdate), lets the recorder write the
+   * publish back without reading it again.
    */
-  outboxKick(model: string, id: string, entries: OutboxEntry[] | undefined): Promise<void>;
+  outboxKick(model: string, id: string, entries: OutboxEntry[] | undefined, stored?: object | null): Promise<void>;
   /** The entries of a document as they stand, including publish results not yet written back. */
   currentOutbox(model: string, id: string, entries: OutboxEntry[] | undefined): Promise<OutboxEntry[]>;
   /**
@@ -94,9 +96,9 @@ export function OutboxMixin(models: string[], options: { keepDispatched?: Record
         const entries = (doc as { _outbox?: OutboxEntry[] } | null | undefined)?._outbox;
         return Boolean(idem && entries?.some((e) => e.idempotency_key === idem.key));
       },
-      async outboxKick(this: any, model: string, id: string, entries: OutboxEntry[] | undefined) {
+      async outboxKick(this: any, model: string, id: string, entries: OutboxEntry[] | undefined, stored?: object | null) {
         // The write already holds its events: whatever fails here only delays them until the relay's sweep.
-        await (this.relay as OutboxRelay).publishWritten(this.models[model], id, entries ?? []).catch((err: Error) => this.logger.warn({ err: err.message }, "outbox publish after write failed; the relay will retry"));
+        await (this.relay as OutboxRelay).publishWritten(this.models[model], id, entries ?? [], stored as any).catch((err: Error) => this.logger.warn({ err: err.message }, "outbox publish after write failed; the relay will retry"));
       },
       async currentOutbox(this: any, model: string, id: string, entries: OutboxEntry[] | undefined) {
         return (this.relay as OutboxRelay).currentEntries(this.models[model], id, entries ?? []);

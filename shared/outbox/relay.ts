@@ -98,11 +98,26 @@ export function hintKeys(model: Model<any>) {
 }
 
 /**
- * A field of a document's results hash (not an entry id): the ids of the entries the document was
- * created with, when its writer published them all. The recorder then writes them back with one update
- * conditioned on `_outbox_v: 1` instead of reading the document first; anything else falls back.
+ * A field of a document's results hash (not an entry id): `{v, ids}` when the writer knows its write left
+ * the document's outbox holding exactly the entries `ids` at `_outbox_v: v` (a creation, or an update
+ * that returned the document) and published them all. The recorder then writes them back with one
+ * update conditioned on `_outbox_v: v` instead of reading the document first; anything else falls back.
  */
-const CREATED_WITH = "@created_with";
+const WRITTEN_AS = "@written_as";
+
+interface WrittenAs {
+  v: number;
+  ids: string[];
+}
+
+/** The outbox state a write left, when the writer knows it: see WRITTEN_AS. */
+function writtenAs(entries: OutboxEntry[], stored?: { _outbox?: OutboxEntry[]; _outbox_v?: number } | null): WrittenAs | null {
+  const ids = entries.map((e) => e.id);
+  if (isCreationOutbox(entries)) return { v: 1, ids };
+  if (!stored || typeof stored._outbox_v !== "number" || !Array.isArray(stored._outbox)) return null;
+  const mine = new Set(ids);
+  return stored._outbox.length === ids.length && stored._outbox.every((e) => mine.has(e.id)) ? { v: stored._outbox_v, ids } : null;
+}
 
 /** Adds to `tx` the hint that `count` entries of document `id` are due now (for the relay to publish). */
 function addHint(tx: ReturnType<Redis["multi"]>, model: Model<any>, id: string, count: number): void {
@@ -223,7 +238,7 @@ export class OutboxRelay {
    * Redis for the recorder, as for the relay's own publishes; a relay that picks the document up at the
    * same time publishes nothing twice (the outbox id is remembered with its stream id).
    */
-  async publishWritten(model: Model<any>, docId: string, entries: OutboxEntry[]): Promise<void> {
+  async publishWritten(model: Model<any>, docId: string, entries: OutboxEntry[], stored?: { _outbox?: OutboxEntry[]; _outbox_v?: number } | null): Promise<void> {
     if (!entries.length) return;
     if (!this.active) {
       const tx = this.redis.multi();
@@ -245,7 +260,8 @@ export class OutboxRelay {
     }
     const tx = this.redis.multi();
     for (const [id, r] of results) tx.hset(k.results(docId), id, JSON.stringify(r));
-    if (!failed && isCreationOutbox(entries)) tx.hset(k.results(docId), CREATED_WITH, JSON.stringify(entries.map((e) => e.id)));
+    const written = failed ? null : writtenAs(entries, stored);
+    if (written) tx.hset(k.results(docId), WRITTEN_AS, JSON.stringify(written));
     if (results.size) tx.zadd(k.record, "NX", Date.now(), docId);
     if (failed) addHint(tx, model, docId, failed);
     await tx.exec();
@@ -375,21 +391,21 @@ export class OutboxRelay {
     return (await this.readResults(model, docId)).results;
   }
 
-  /** The publish results waiting for the recorder, and the creation mark (CREATED_WITH) if any. */
-  private async readResults(model: Model<any>, docId: string): Promise<{ results: Map<string, Partial<OutboxEntry>>; createdWith: string[] | null }> {
+  /** The publish results waiting for the recorder, and the writer's mark (WRITTEN_AS) if any. */
+  private async readResults(model: Model<any>, docId: string): Promise<{ results: Map<string, Partial<OutboxEntry>>; written: WrittenAs | null }> {
     const raw = await this.redis.hgetall(hintKeys(model).results(docId));
     const out = new Map<string, Partial<OutboxEntry>>();
-    let createdWith: string[] | null = null;
+    let written: WrittenAs | null = null;
     for (const [id, json] of Object.entries(raw)) {
-      if (id === CREATED_WITH) {
-        createdWith = JSON.parse(json) as string[];
+      if (id === WRITTEN_AS) {
+        written = JSON.parse(json) as WrittenAs;
         continue;
       }
       const r = JSON.parse(json) as Record<string, unknown>;
       for (const f of ["dispatched_at", "dead_at", "available_at"]) if (typeof r[f] === "string") r[f] = new Date(r[f] as string);
       out.set(id, r as Partial<OutboxEntry>);
     }
-    return { results: out, createdWith };
+    return { results: out, written };
   }
 
   /** Writes stored results back into their documents, a few documents at a time. */
@@ -430,14 +446,14 @@ export class OutboxRelay {
     const lock = await tryDocLock(this.redis, docLockKey(model, docId), this.settings.leaseSec * 1000);
     if (!lock) return false;
     try {
-      const { results, createdWith } = await this.readResults(model, docId);
-      if (!(createdWith && (await this.writeBackCreated(model, docId, results, createdWith)))) {
+      const { results, written } = await this.readResults(model, docId);
+      if (!(written && (await this.writeBackWritten(model, docId, results, written)))) {
         const doc = await model.findById(docId).lean();
         if (doc && results.size) await this.writeBack(model, doc, results);
       }
       // Only what was written back is forgotten: a writer may have added results meanwhile.
       const tx = this.redis.multi().zrem(k.record, docId);
-      if (results.size || createdWith) tx.hdel(k.results(docId), ...results.keys(), ...(createdWith ? [CREATED_WITH] : []));
+      if (results.size || written) tx.hdel(k.results(docId), ...results.keys(), ...(written ? [WRITTEN_AS] : []));
       await tx.exec();
       if ((await this.redis.hlen(k.results(docId))) > 0) await this.redis.zadd(k.record, "NX", Date.now(), docId);
       return true;
@@ -478,18 +494,18 @@ export class OutboxRelay {
   }
 
   /**
-   * The write-back of a document still as its writer created it, every entry published: one update
-   * conditioned on `_outbox_v: 1` (any other write of the outbox increments it), no read. False when it
-   * does not apply (published entries are kept, an entry is not published, the document moved on).
+   * The write-back of a document whose outbox is still as its writer left it, every entry published: one
+   * update conditioned on `_outbox_v` (every other write of the outbox increments it), no read. False when
+   * it does not apply (published entries are kept, an entry is not published, the document moved on).
    */
-  private async writeBackCreated(model: Model<any>, docId: string, results: Map<string, Partial<OutboxEntry>>, createdWith: string[]): Promise<boolean> {
+  private async writeBackWritten(model: Model<any>, docId: string, results: Map<string, Partial<OutboxEntry>>, written: WrittenAs): Promise<boolean> {
     const keep = this.settings.keepDispatchedFor?.[model.collection.name] ?? this.settings.keepDispatched;
-    if (keep > 0 || results.size !== createdWith.length || !createdWith.every((id) => results.get(id)?.dispatched_at)) return false;
+    if (keep > 0 || results.size !== written.ids.length || !written.ids.every((id) => results.get(id)?.dispatched_at)) return false;
     const tx = this.redis.multi();
     this.hintTx(tx, model, docId, this.summarize({ _outbox: [] }, results));
     await tx.exec();
     const set = { _outbox: [], _outbox_pending: 0, _outbox_dead: 0, _outbox_open: false, _outbox_has_dead: false };
-    const res = await model.updateOne({ _id: docId, _outbox_v: 1 }, { $set: set, $unset: { _outbox_next_at: 1, _outbox_pending_since: 1, _outbox_dead_since: 1 }, $inc: { _outbox_v: 1 } });
+    const res = await model.updateOne({ _id: docId, _outbox_v: written.v }, { $set: set, $unset: { _outbox_next_at: 1, _outbox_pending_since: 1, _outbox_dead_since: 1 }, $inc: { _outbox_v: 1 } });
     return res.matchedCount === 1;
   }
 

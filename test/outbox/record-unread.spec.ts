@@ -1,6 +1,6 @@
-// The recorder's write-back of a document still as its writer created it: one update conditioned on
-// `_outbox_v: 1`, no read; any other write of the outbox in between sends it down the reading path,
-// which loses nothing. Real FerretDB (or MongoDB) and Redis, a relay of our own on a throwaway model.
+// The recorder's write-back of a document whose outbox is still as its writer left it (a creation, or an
+// update that returned the document): one update conditioned on `_outbox_v`, no read; any other write of
+// the outbox in between sends it down the reading path, which loses nothing. Real FerretDB (or MongoDB) and Redis, a relay of our own on a throwaway model.
 import mongoose, { Schema, type Connection, type Model } from "mongoose";
 import Redis from "ioredis";
 import { randomBytes } from "node:crypto";
@@ -107,4 +107,38 @@ test("an entry array that did not create its document is recorded by reading it"
   expect(await relay.record()).toBe(1);
   expect(reads).toBe(1);
   expect(await Thing.findById(id).lean<any>()).toMatchObject({ _outbox: [], _outbox_pending: 0, _outbox_open: false });
+});
+
+test("an update that returned the document, whose outbox held only its own events, is written back without a read", async () => {
+  const id = newId();
+  const first = [event("created")];
+  await Thing.create({ _id: id, name: "v1", ...withNewEvents(first) });
+  await relay.publishWritten(Thing, id, first);
+  await relay.record();
+  const events = [event("updated")];
+  const stored = await Thing.findOneAndUpdate({ _id: id }, pushEvents({ $set: { name: "v2" } }, events), { returnDocument: "after" }).lean<any>();
+  expect(stored._outbox_v).toBe(3);
+  await relay.publishWritten(Thing, id, events, stored);
+  reads = 0;
+  expect(await relay.record()).toBe(1);
+  expect(reads).toBe(0);
+  expect(await Thing.findById(id).lean<any>()).toMatchObject({ name: "v2", _outbox: [], _outbox_open: false, _outbox_v: 4 });
+});
+
+test("an update whose returned document still holds an older unrecorded event is recorded by reading it", async () => {
+  const id = newId();
+  const first = [event("created")];
+  await Thing.create({ _id: id, name: "v1", ...withNewEvents(first) });
+  await relay.publishWritten(Thing, id, first);
+  const events = [event("updated")];
+  const stored = await Thing.findOneAndUpdate({ _id: id }, pushEvents({ $set: { name: "v2" } }, events), { returnDocument: "after" }).lean<any>();
+  expect(stored._outbox).toHaveLength(2);
+  await relay.publishWritten(Thing, id, events, stored);
+  reads = 0;
+  expect(await relay.record()).toBe(1);
+  expect(reads).toBe(1);
+  expect(await Thing.findById(id).lean<any>()).toMatchObject({ _outbox: [], _outbox_pending: 0, _outbox_open: false });
+  // Both events are on the stream, once each.
+  const published = (await redis.xrange(stream, "-", "+")).map(([, f]) => f.join(" "));
+  for (const e of [...first, ...events]) expect(published.filter((f) => f.includes(e.id))).toHaveLength(1);
 });
