@@ -11,7 +11,9 @@
 //               in a zone of 10,000 among 100,000 resources (10 zones), then in one zone holding 100,000
 // Everything is seeded through the public API (the store may add fields at creation), with bounded
 // concurrency and a time budget per seeding step; a step that runs out of budget measures at the size it
-// reached and says so. A list probe slower than BENCH_SLOW_MS (or answered 5xx) is sampled a few times
+// reached and says so (resources may be copied in the store instead: BENCH_RESOURCE_SEED=store). After a
+// seeding step the bench waits (BENCH_DRAIN_S) for the outbox write-back to catch up, so rows do not
+// measure it as well, and says how long it took. A list probe slower than BENCH_SLOW_MS (or answered 5xx) is sampled a few times
 // sequentially instead of loaded at 50 connections. The gateway answers 504 after 10 s: such answers are
 // counted as non-2xx. Sizes and counts are overridable (see the constants below) for a short smoke run.
 //
@@ -75,6 +77,8 @@ const SEED_BUDGET_S = num("BENCH_SEED_BUDGET_S", 900);
 const WALK_BUDGET_S = num("BENCH_WALK_BUDGET_S", 180);
 const BACKLOG_WAIT_S = num("BENCH_BACKLOG_WAIT_S", 60);
 const SETTLE_MAX_S = num("BENCH_SETTLE_S", 15);
+/** After seeding, wait this long at most for the outbox write-back to catch up before measuring. */
+const DRAIN_MAX_S = num("BENCH_DRAIN_S", 300);
 const PORT = num("BENCH_PORT", 3120);
 const ECHO_PORT = PORT + 1;
 /** Walks take the largest page the API allows; cursors carry a position, not a page size. */
@@ -155,9 +159,22 @@ function listenerPid(port: number): number | null {
   }
 }
 
-/** A process and its direct children (PostgreSQL runs one backend per connection). */
+/** CPU seconds of the children a process has reaped (cutime + cstime), from /proc. */
+function reapedCpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * A process and its children, live and exited (PostgreSQL runs one backend per connection, and backends
+ * come and go: an exited one's time moves to the parent's reaped counters).
+ */
 function treeCpuSeconds(pid: number): number {
-  let total = cpuSeconds(pid);
+  let total = cpuSeconds(pid) + reapedCpuSeconds(pid);
   try {
     for (const c of execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)]).toString().split("\n")) if (c.trim()) total += cpuSeconds(Number(c.trim()));
   } catch {
@@ -562,6 +579,25 @@ async function backlog(base: string): Promise<{ pending: number; unrecorded: num
   return { pending: read("caracal_api_outbox_pending_total"), unrecorded: read("caracal_api_outbox_unrecorded_documents") };
 }
 
+/**
+ * Seeding creates documents faster than the recorder writes their publish results back; a row measured
+ * meanwhile measures that write-back too. Waits (up to DRAIN_MAX_S) and says what it waited for.
+ */
+async function drain(base: string): Promise<string[]> {
+  const t = Date.now();
+  const b0 = await backlog(base);
+  if (!b0.unrecorded && !b0.pending) return [];
+  let b = b0;
+  while ((b.unrecorded || b.pending) && Date.now() - t < DRAIN_MAX_S * 1000) {
+    await sleep(1000);
+    b = await backlog(base);
+  }
+  const s = (Date.now() - t) / 1000;
+  const note = `after seeding, ${b0.unrecorded} documents waited for the write-back: ${b.unrecorded ? `${b.unrecorded} still after ${DRAIN_MAX_S} s` : `drained in ${s.toFixed(0)} s (${Math.round(b0.unrecorded / Math.max(s, 1))}/s)`}`;
+  log(`  ${note}`);
+  return [note];
+}
+
 const shuffle = <T>(xs: T[]): T[] => {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
@@ -587,13 +623,17 @@ async function zonesStage(): Promise<void> {
       return r.status;
     };
     const seedTo = async (n: number) => seed(`zones to ${n}`, ids.length, n, SEED_CONCURRENCY, createZone);
+    let drained: string[] = [];
     const startNotes = async () => {
       const b = await backlog(stage.base);
-      return [`outbox at start: ${b.pending} pending, ${b.unrecorded} unrecorded`];
+      const notes = [...drained, `outbox at start: ${b.pending} pending, ${b.unrecorded} unrecorded`];
+      drained = [];
+      return notes;
     };
 
     const lists = async (target: number, deep: number) => {
       await seedTo(target);
+      drained = await drain(stage.base);
       const n = ids.length;
       log(`zones-list over ${n} zones`);
       await echo(`zones-list ${n}`);
@@ -664,6 +704,7 @@ async function zonesStage(): Promise<void> {
 
     if (wants("patch")) {
       await seedTo(ZONES_MID);
+      drained = await drain(stage.base);
       const n = ids.length;
       log(`patch over ${n} zones`);
       await settle();
@@ -707,6 +748,7 @@ async function zonesStage(): Promise<void> {
 
     if (wants("get")) {
       await seedTo(ZONES_MAX);
+      drained = await drain(stage.base);
       const n = ids.length;
       log(`get over ${n} zones`);
       await settle();
@@ -772,10 +814,11 @@ async function resourcesCase(label: string, zones: number, perZone: number, conc
     log(`resources list: ${where}`);
     const zone = setup[0]!.zone;
     const url = `${stage.base}/v1/zones/${zone}/resources?limit=${RES_PAGE}`;
+    const drainedNotes = await drain(stage.base);
     await settle();
     await echo(`resources ${label}`);
     const b = await backlog(stage.base);
-    const notes = [`outbox at start: ${b.pending} pending, ${b.unrecorded} unrecorded`];
+    const notes = [...drainedNotes, `outbox at start: ${b.pending} pending, ${b.unrecorded} unrecorded`];
     const sample = async (name: string, u: string, extra: string[]) => {
       const settled = await settle();
       const first = await probe({ url: u });
