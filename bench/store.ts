@@ -138,11 +138,14 @@ process.on("exit", () => {
 process.on("SIGINT", () => process.exit(130));
 process.on("SIGTERM", () => process.exit(143));
 
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc; with `reaped`, also those of the
+ * children it has waited for (cutime + cstime).
+ */
+function cpuSeconds(pid: number, reaped = false): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return (Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0)) / 100;
   } catch {
     return 0;
   }
@@ -159,22 +162,12 @@ function listenerPid(port: number): number | null {
   }
 }
 
-/** CPU seconds of the children a process has reaped (cutime + cstime), from /proc. */
-function reapedCpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[13]) + Number(fields[14])) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * A process and its children, live and exited (PostgreSQL runs one backend per connection, and backends
  * come and go: an exited one's time moves to the parent's reaped counters).
  */
 function treeCpuSeconds(pid: number): number {
-  let total = cpuSeconds(pid) + reapedCpuSeconds(pid);
+  let total = cpuSeconds(pid, true);
   try {
     for (const c of execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)]).toString().split("\n")) if (c.trim()) total += cpuSeconds(Number(c.trim()));
   } catch {
